@@ -1,0 +1,154 @@
+/**
+ * The whole configuration of one gateway (one country), as one zod schema. Parsed once at boot
+ * (src/config/load.ts) into a frozen object; nothing else reads files or the environment for settings.
+ * docs/configuration.md is generated from the `.describe()` texts here.
+ */
+import { z } from 'zod';
+
+const countryCode = z
+  .string()
+  .regex(/^[A-Z]{2}$/, 'must be an ISO 3166-1 alpha-2 country code in upper case, e.g. "DK"')
+  .describe('ISO 3166-1 alpha-2 country code');
+
+const port = z.number().int().min(0).max(65535);
+const filePath = z.string().min(1);
+
+const listener = z
+  .object({
+    host: z.string().min(1).default('127.0.0.1').describe('Address to bind'),
+    port: port.describe('TCP port (0 = any free port)'),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    sandbox: z
+      .boolean()
+      .default(false)
+      .describe('Marks a development configuration (sandbox keys); refused when NODE_ENV=production'),
+    country: countryCode.describe('The country this gateway serves (data provider for its own patients)'),
+    ncpId: z
+      .string()
+      .regex(/^urn:[a-z0-9][a-z0-9-]{0,31}:\S+$/i, 'must be a URN, e.g. "urn:ncpeh:ncp:DK"')
+      .describe('This NCP\'s identifier: the `iss` of what it signs and the `aud` peers address'),
+    api: listener
+      .extend({
+        bodyLimitBytes: z.number().int().positive().max(16 * 1024 * 1024).default(1024 * 1024),
+        publicUrl: z.url().optional().describe('Externally visible base URL of the API listener'),
+      })
+      .strict()
+      .describe('Hospital/citizen API listener (/api/v1, /health, /metrics)'),
+    peer: listener
+      .extend({
+        bodyLimitBytes: z.number().int().positive().max(16 * 1024 * 1024).default(4 * 1024 * 1024),
+        tls: z
+          .object({
+            certFile: filePath.describe('PEM server certificate presented to peers'),
+            keyFile: filePath.describe('PEM private key of the server certificate'),
+            clientCertFile: filePath.describe('PEM client certificate this gateway presents when calling peers'),
+            clientKeyFile: filePath.describe('PEM private key of the client certificate'),
+            caFile: filePath.describe('PEM trust-anchor CA certificate(s) peers chain to'),
+          })
+          .strict()
+          .describe('Mutual TLS material for the peer listener and the peer client'),
+      })
+      .strict()
+      .describe('Peer gateway API listener (/ncp/v1), mutual TLS only'),
+    database: z
+      .object({
+        url: z
+          .string()
+          .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection string')
+          .optional()
+          .describe('PostgreSQL connection string; when absent, embedded PGlite is used (development only)'),
+        dataDir: z
+          .string()
+          .min(1)
+          .default('memory://')
+          .describe('PGlite data directory when no url is given; "memory://" keeps data in memory'),
+        poolMax: z.number().int().min(1).max(200).default(10).describe('pg pool size'),
+      })
+      .strict()
+      .prefault({}),
+    keys: z
+      .object({
+        signingKeyFile: filePath.describe('Private ES256 JWK this gateway signs with'),
+        encryptionKeyFiles: z
+          .array(filePath)
+          .min(1)
+          .describe('Private encryption JWKs; several during rotation, the first is current'),
+      })
+      .strict(),
+    trustList: z
+      .object({
+        file: filePath.optional().describe('Path of the signed trust list (compact JWS)'),
+        url: z.url({ protocol: /^https$/ }).optional().describe('HTTPS URL of the signed trust list'),
+        anchorKeyFiles: z.array(filePath).min(1).describe('Public JWK(s) of the trust anchor that signs the list'),
+        refreshSeconds: z.number().int().min(10).max(86400).default(300),
+      })
+      .strict()
+      .refine((t) => (t.file === undefined) !== (t.url === undefined), {
+        message: 'exactly one of "file" or "url" must be given',
+      }),
+    nationalFhir: z
+      .object({
+        baseUrl: z.url({ protocol: /^https?$/ }).describe('Base URL of the national FHIR server (R4)'),
+        summaryMode: z
+          .enum(['operation', 'latest-document'])
+          .default('operation')
+          .describe('"operation": Patient/{id}/$summary; "latest-document": newest stored IPS Bundle'),
+        timeoutMs: z.number().int().min(100).max(120000).default(10000),
+      })
+      .strict()
+      .optional(),
+    eid: z
+      .object({
+        oidc: z
+          .array(
+            z
+              .object({
+                id: z.string().regex(/^[a-z0-9-]+$/),
+                issuer: z.url(),
+                clientId: z.string().min(1),
+                clientSecretFile: filePath.optional(),
+                audience: z.array(z.string().min(1)).min(1).optional(),
+                purpose: z.enum(['citizen', 'hcp']),
+              })
+              .strict(),
+          )
+          .default([]),
+        saml: z
+          .array(
+            z
+              .object({
+                id: z.string().regex(/^[a-z0-9-]+$/),
+                idpEntityId: z.string().min(1),
+                idpCertFiles: z.array(filePath).min(1),
+                spEntityId: z.string().min(1),
+                acsUrl: z.url(),
+              })
+              .strict(),
+          )
+          .default([]),
+      })
+      .strict()
+      .prefault({}),
+    policy: z
+      .object({
+        clockSkewSeconds: z.number().int().min(0).max(300).default(60),
+        breakGlass: z.enum(['allowed', 'forbidden']).default('forbidden'),
+        hcpAssertionTtlSeconds: z.number().int().min(60).max(4 * 3600).default(3600),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type Config = z.output<typeof ConfigSchema>;

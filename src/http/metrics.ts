@@ -1,0 +1,61 @@
+/**
+ * Prometheus metrics. One registry per gateway instance (not prom-client's global one) so several
+ * gateways can live in one process, as they do in tests.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly httpRequests: Counter<'listener' | 'method' | 'route' | 'status'>;
+  readonly httpDuration: Histogram<'listener' | 'method' | 'route'>;
+  /** Alert on any increase: a refused trust list means someone published a bad or forged one. */
+  readonly trustListRejections: Counter<'rule'>;
+  readonly trustListSequence: Gauge;
+  /** TLS handshakes the peer listener refused (no, untrusted or expired client certificate...). */
+  readonly peerTlsRefusals: Counter<'reason'>;
+  readonly trustListNextUpdate: Gauge;
+}
+
+export function createMetrics(opts: { country: string; defaultMetrics?: boolean }): Metrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ country: opts.country });
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'ncpeh_http_requests_total',
+      help: 'HTTP requests answered, by listener, method, route pattern and status',
+      labelNames: ['listener', 'method', 'route', 'status'],
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'ncpeh_http_request_duration_seconds',
+      help: 'HTTP request latency by listener, method and route pattern',
+      labelNames: ['listener', 'method', 'route'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    trustListRejections: new Counter({
+      name: 'ncpeh_trust_list_rejections_total',
+      help: 'Trust lists refused (the last good list stays in force), by the rule that refused them',
+      labelNames: ['rule'],
+      registers: [registry],
+    }),
+    peerTlsRefusals: new Counter({
+      name: 'ncpeh_peer_tls_refusals_total',
+      help: 'TLS handshakes refused on the peer listener, by OpenSSL reason code',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    trustListSequence: new Gauge({
+      name: 'ncpeh_trust_list_sequence',
+      help: 'Sequence number of the trust list in force (0 = none)',
+      registers: [registry],
+    }),
+    trustListNextUpdate: new Gauge({
+      name: 'ncpeh_trust_list_next_update_seconds',
+      help: 'nextUpdate of the trust list in force, as Unix time; alert when it nears',
+      registers: [registry],
+    }),
+  };
+}
