@@ -1,0 +1,199 @@
+/**
+ * The outbound side of the peer API: one keep-alive connection pool per peer country (a full mutual
+ * TLS handshake costs milliseconds of CPU, so never one per request), the server certificate
+ * verified against the trust anchor AND pinned to the fingerprints the trust list gives for the
+ * country being called, hostname checked, redirects never followed, every phase time-bounded.
+ */
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { Agent, errors as undiciErrors, request } from 'undici';
+import type { z } from 'zod';
+import { GatewayError } from '../http/errors.js';
+import type { GatewayKeys } from '../trust/keys.js';
+import { PEER_CIPHERS, PEER_TLS_MIN_VERSION, sha256Hex } from '../trust/peer-tls.js';
+import { countryEntry, serverFingerprintsFor, type TrustList } from '../trust/trust-list.js';
+import { openResponse, signRequest } from './envelope.js';
+
+export const JOSE_MEDIA_TYPE = 'application/jose';
+
+export interface PeerClientOptions {
+  readonly ourNcpId: string;
+  readonly keys: GatewayKeys;
+  /** The trust list in force (throws `trust-list.unavailable` when there is none). */
+  readonly trustList: () => TrustList;
+  readonly tls: { readonly cert: Buffer; readonly key: Buffer; readonly ca: Buffer };
+  readonly connectTimeoutMs?: number;
+  readonly headersTimeoutMs?: number;
+  readonly bodyTimeoutMs?: number;
+  readonly maxResponseBytes?: number;
+  readonly now?: () => Date;
+}
+
+/** A peer answered with an error: its status and stable code tell the caller whether to retry. */
+export class PeerRefusedError extends GatewayError {
+  readonly peerStatus: number;
+  readonly peerCode: string | undefined;
+  constructor(peerStatus: number, peerCode: string | undefined) {
+    super('peer.refused', `peer answered ${peerStatus}${peerCode === undefined ? '' : ` ${peerCode}`}`);
+    this.peerStatus = peerStatus;
+    this.peerCode = peerCode;
+  }
+}
+
+class PinMismatchError extends Error {
+  readonly code = 'NCPEH_SERVER_PIN_MISMATCH';
+}
+
+function isPinMismatch(e: unknown): boolean {
+  for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 5; cur = cur.cause, depth++) {
+    if (cur instanceof PinMismatchError || ('code' in cur && cur.code === 'NCPEH_SERVER_PIN_MISMATCH')) return true;
+  }
+  return false;
+}
+
+/** Reads the stable error code out of a peer's OperationOutcome, if it sent one. */
+function outcomeCode(body: string): string | undefined {
+  try {
+    const parsed: unknown = JSON.parse(body);
+    if (typeof parsed !== 'object' || parsed === null || !('issue' in parsed) || !Array.isArray(parsed.issue)) return undefined;
+    const first: unknown = parsed.issue[0];
+    if (typeof first !== 'object' || first === null || !('details' in first)) return undefined;
+    const details: unknown = first.details;
+    if (typeof details !== 'object' || details === null || !('coding' in details) || !Array.isArray(details.coding)) return undefined;
+    const coding: unknown = details.coding[0];
+    if (typeof coding !== 'object' || coding === null || !('code' in coding) || typeof coding.code !== 'string') return undefined;
+    return /^[a-z0-9.-]{1,64}$/.test(coding.code) ? coding.code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface PeerAnswer<T = unknown> {
+  readonly payload: T;
+  /** The `jti` of the request this answers. */
+  readonly requestId: string;
+}
+
+export class PeerClient {
+  readonly #opts: PeerClientOptions;
+  readonly #agents = new Map<string, Agent>();
+
+  constructor(opts: PeerClientOptions) {
+    this.#opts = opts;
+  }
+
+  #agentFor(country: string): Agent {
+    let agent = this.#agents.get(country);
+    if (agent !== undefined) return agent;
+    const { tls } = this.#opts;
+    agent = new Agent({
+      connect: {
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        minVersion: PEER_TLS_MIN_VERSION,
+        ciphers: PEER_CIPHERS,
+        rejectUnauthorized: true,
+        timeout: this.#opts.connectTimeoutMs ?? 5_000,
+        // Runs after OpenSSL verified the chain to the anchor: the usual hostname check, then the
+        // pin. The pin is read from the list in force at connect time, so a rotated list applies to
+        // the next connection (and close() drops pooled ones when the list changes).
+        checkServerIdentity: (host: string, cert: PeerCertificate): Error | undefined => {
+          const hostError = checkServerIdentity(host, cert);
+          if (hostError !== undefined) return hostError;
+          let pins: readonly string[];
+          try {
+            pins = serverFingerprintsFor(this.#opts.trustList(), country);
+          } catch {
+            return new PinMismatchError(`no trusted server certificate for ${country}`);
+          }
+          return pins.includes(sha256Hex(cert.raw)) ? undefined : new PinMismatchError(`server certificate of ${country} is not pinned`);
+        },
+      },
+      keepAliveTimeout: 60_000,
+      keepAliveMaxTimeout: 600_000,
+      headersTimeout: this.#opts.headersTimeoutMs ?? 15_000,
+      bodyTimeout: this.#opts.bodyTimeoutMs ?? 30_000,
+      maxResponseSize: this.#opts.maxResponseBytes ?? 32 * 1024 * 1024,
+    });
+    this.#agents.set(country, agent);
+    return agent;
+  }
+
+  /**
+   * Sends a signed request to `country`'s peer API and returns the verified, decrypted answer.
+   * Answers must be JWE(JWS) signed by that country and bound to this request's `jti`.
+   */
+  async call<T>(country: string, path: `/ncp/v1/${string}`, payload: Record<string, unknown>, resultSchema: z.ZodType<T>): Promise<PeerAnswer<T>> {
+    const list = this.#opts.trustList();
+    const entry = countryEntry(list, country);
+    const now = this.#opts.now?.() ?? new Date();
+    const jws = await signRequest(payload, { key: this.#opts.keys.signing, iss: this.#opts.ourNcpId, aud: entry.ncpId, now });
+    const requestId = jtiOf(jws);
+    const url = new URL(path, entry.peerUrl);
+    let res;
+    try {
+      res = await request(url, {
+        method: 'POST',
+        dispatcher: this.#agentFor(country),
+        headers: { 'content-type': JOSE_MEDIA_TYPE, accept: `${JOSE_MEDIA_TYPE}, application/fhir+json;q=0.5` },
+        body: jws,
+      });
+    } catch (e) {
+      if (isPinMismatch(e)) throw new GatewayError('peer.server-untrusted', country, { cause: e });
+      if (e instanceof undiciErrors.ResponseExceededMaxSizeError) throw new GatewayError('peer.bad-response', 'response too large', { cause: e });
+      throw new GatewayError('peer.unreachable', country, { cause: e });
+    }
+    let body: string;
+    try {
+      body = await res.body.text();
+    } catch (e) {
+      throw new GatewayError(e instanceof undiciErrors.ResponseExceededMaxSizeError ? 'peer.bad-response' : 'peer.unreachable', country, { cause: e });
+    }
+    if (res.statusCode !== 200) {
+      // Redirects are an error too: a peer API never redirects, and following one would leave the
+      // pinned connection.
+      if (res.statusCode >= 500 && res.statusCode !== 501) throw new GatewayError('peer.unreachable', `peer answered ${res.statusCode}`, { retryAfter: 30 });
+      throw new PeerRefusedError(res.statusCode, outcomeCode(body));
+    }
+    const contentType = String(res.headers['content-type'] ?? '');
+    if (!contentType.startsWith(JOSE_MEDIA_TYPE)) throw new GatewayError('peer.bad-response', 'answer is not application/jose');
+    const opened = await openResponse(body.trim(), {
+      decryptionKeys: this.#opts.keys.decryption,
+      expectedSignerKeys: entry.jwks,
+      now,
+    });
+    const result = resultSchema.safeParse(checkInResponseTo(opened, requestId));
+    if (!result.success) throw new GatewayError('peer.bad-response', 'answer does not match the operation schema', { cause: result.error });
+    return { payload: result.data, requestId };
+  }
+
+  /** Drops pooled connections, e.g. after the trust list changed, so new pins apply at once. */
+  async reset(): Promise<void> {
+    const agents = [...this.#agents.values()];
+    this.#agents.clear();
+    await Promise.allSettled(agents.map((a) => a.close()));
+  }
+
+  async close(): Promise<void> {
+    await this.reset();
+  }
+}
+
+function jtiOf(compactJws: string): string {
+  const payload = compactJws.split('.')[1] ?? '';
+  const claims: unknown = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+  if (typeof claims === 'object' && claims !== null && 'jti' in claims && typeof claims.jti === 'string') return claims.jti;
+  throw new Error('signRequest produced no jti');
+}
+
+/**
+ * Every sealed answer names the request it answers: a validly signed answer to another request
+ * (replayed or swapped by anyone on the path) is refused.
+ */
+function checkInResponseTo(opened: unknown, requestId: string): unknown {
+  if (typeof opened !== 'object' || opened === null || !('inResponseTo' in opened) || !('result' in opened)) {
+    throw new GatewayError('peer.bad-response', 'answer lacks inResponseTo');
+  }
+  if (opened.inResponseTo !== requestId) throw new GatewayError('peer.bad-response', 'answer is for another request');
+  return opened.result;
+}

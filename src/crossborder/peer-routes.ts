@@ -1,0 +1,118 @@
+/**
+ * The peer API (`/ncp/v1`, mutual TLS listener). Every request passes, in order: the TLS client
+ * certificate checks (src/trust/peer-tls.ts), then the signed-envelope checks
+ * (src/crossborder/envelope.ts) with the keys the trust list gives for the certificate's country.
+ * Operations receive verified claims and return a result, which leaves sealed to the caller.
+ */
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { GatewayError } from '../http/errors.js';
+import type { GatewayKeys } from '../trust/keys.js';
+import { authenticatePeerSocket } from '../trust/peer-tls.js';
+import { countryEntry, encryptionKeyFor, signingKeysFor, type TrustList } from '../trust/trust-list.js';
+import { sealResponse, verifyRequest, type VerifiedRequest } from './envelope.js';
+import { JOSE_MEDIA_TYPE } from './peer-client.js';
+import type { ReplayStore } from './replay-store.js';
+
+export interface PeerContext {
+  /** The country authenticated by the TLS client certificate. */
+  readonly country: string;
+  readonly request: VerifiedRequest;
+}
+
+/** One peer operation: validates its own payload, returns a JSON result (sealed by the caller). */
+export interface PeerOperation {
+  readonly path: `/${string}`;
+  handle(ctx: PeerContext, fastifyRequest: FastifyRequest): Promise<unknown>;
+}
+
+export interface PeerRoutesOptions {
+  readonly ourCountry: string;
+  readonly ourNcpId: string;
+  readonly keys: GatewayKeys;
+  readonly trustList: () => TrustList;
+  readonly replay: ReplayStore;
+  readonly operations: readonly PeerOperation[];
+  readonly clockSkewSeconds: number;
+  readonly now?: () => Date;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    peerCountry?: string;
+  }
+}
+
+/**
+ * Compact serialisation only (RFC 7515 section 7.1): three base64url parts, or five for JWE.
+ * The size bound is the listener's body limit.
+ */
+const COMPACT = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){2,4}$/;
+
+/**
+ * The unverified `iss`, read only to refuse early and precisely when a certificate of one country
+ * carries a request claiming another; nothing is ever granted on it.
+ */
+function claimedIssuer(jws: string): string | undefined {
+  try {
+    const claims: unknown = JSON.parse(Buffer.from(jws.split('.')[1] ?? '', 'base64url').toString('utf8'));
+    return typeof claims === 'object' && claims !== null && 'iss' in claims && typeof claims.iss === 'string' ? claims.iss : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function checkIssuerMatchesCertificate(jws: string, certificateCountryNcpId: string): void {
+  const iss = claimedIssuer(jws);
+  if (iss !== undefined && iss !== certificateCountryNcpId) throw new GatewayError('peer.country-mismatch');
+}
+
+export const pingOperation: PeerOperation = {
+  path: '/ping',
+  handle: async (ctx) => {
+    const nonce = z.string().max(128).optional().safeParse(ctx.request.claims['nonce']);
+    if (!nonce.success) throw new GatewayError('request.invalid', 'nonce');
+    return { pong: true, from: ctx.country, nonce: nonce.data ?? null };
+  },
+};
+
+export const peerRoutes: FastifyPluginAsync<PeerRoutesOptions> = async (app: FastifyInstance, opts) => {
+  const now = opts.now ?? (() => new Date());
+
+  app.addContentTypeParser(JOSE_MEDIA_TYPE, { parseAs: 'string' }, (_request, body, done) => {
+    const text = (typeof body === 'string' ? body : body.toString('utf8')).trim();
+    if (!COMPACT.test(text)) return done(new GatewayError('envelope.malformed'), undefined);
+    done(null, text);
+  });
+
+  // Authenticate the connection before anything is read or parsed.
+  app.addHook('onRequest', async (request) => {
+    const list = opts.trustList();
+    request.peerCountry = authenticatePeerSocket(request.raw.socket, list, opts.ourCountry, now());
+  });
+
+  for (const op of opts.operations) {
+    app.post(op.path, { schema: { hide: true } }, async (request, reply) => {
+      const country = request.peerCountry;
+      if (country === undefined) throw new GatewayError('peer.certificate-required');
+      if (typeof request.body !== 'string') throw new GatewayError('request.unsupported-media-type');
+      const list = opts.trustList();
+      const caller = countryEntry(list, country);
+      checkIssuerMatchesCertificate(request.body, caller.ncpId);
+      const verified = await verifyRequest(request.body, {
+        trustedKeys: { keys: signingKeysFor(list, country) },
+        expectedIss: caller.ncpId,
+        expectedAud: opts.ourNcpId,
+        now: now(),
+        skewSeconds: opts.clockSkewSeconds,
+        replay: opts.replay,
+      });
+      const result = await op.handle({ country, request: verified }, request);
+      const sealed = await sealResponse(
+        { inResponseTo: verified.jti, result },
+        { signingKey: opts.keys.signing, recipientKey: encryptionKeyFor(list, country), now: now() },
+      );
+      return reply.code(200).header('content-type', JOSE_MEDIA_TYPE).send(sealed);
+    });
+  }
+};
