@@ -1,0 +1,146 @@
+/**
+ * Builds the gateway's two Fastify instances from explicit dependencies, with no I/O of its own:
+ * the hospital/citizen API and the peer API. src/main.ts supplies real dependencies; tests supply
+ * their own (in-memory PGlite, generated keys) and use `inject` or real listeners.
+ */
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import { peerRoutes, pingOperation, type PeerOperation } from './crossborder/peer-routes.js';
+import type { ReplayStore } from './crossborder/replay-store.js';
+import { healthRoutes, type ReadinessCheck } from './health/routes.js';
+import { registerCommon, serverOptions } from './http/common.js';
+import type { Metrics } from './http/metrics.js';
+import type { Db } from './storage/db.js';
+import type { GatewayKeys } from './trust/keys.js';
+import { PEER_CIPHERS, PEER_TLS_MIN_VERSION } from './trust/peer-tls.js';
+import { jwksRoutes } from './trust/routes.js';
+import type { TrustList } from './trust/trust-list.js';
+
+/** The part of the trust store the app needs: the list in force, and whether there is one. */
+export interface TrustSource {
+  require(): TrustList;
+  isReady(): boolean;
+}
+
+export interface GatewayDeps {
+  readonly config: Readonly<Config>;
+  readonly db: Db;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly keys: GatewayKeys;
+  readonly trust: TrustSource;
+  readonly replay: ReplayStore;
+  /** Extra readiness checks beyond the database and the trust list. */
+  readonly readiness?: readonly ReadinessCheck[];
+  /** Peer operations beyond the built-in ping. */
+  readonly peerOperations?: readonly PeerOperation[];
+  /**
+   * TLS for the peer listener. Without it the peer app still builds (for `inject` tests) but every
+   * peer route refuses, because no request can present a verified client certificate.
+   */
+  readonly peerTls?: Pick<SecureContextOptions, 'cert' | 'key' | 'ca'>;
+  readonly now?: () => Date;
+}
+
+export interface Gateway {
+  readonly api: FastifyInstance;
+  readonly peer: FastifyInstance;
+}
+
+/** Request timeouts: slow-loris protection on both listeners. */
+const REQUEST_TIMEOUT_MS = 30_000;
+const CONNECTION_TIMEOUT_MS = 10_000;
+
+function childLogger(deps: GatewayDeps, listener: 'api' | 'peer'): FastifyBaseLogger {
+  return deps.logger.child({ listener });
+}
+
+function readinessChecks(deps: GatewayDeps): ReadinessCheck[] {
+  return [
+    { name: 'database', check: () => deps.db.ping() },
+    {
+      name: 'trust-list',
+      check: async () => {
+        if (!deps.trust.isReady()) throw new Error('no valid trust list');
+      },
+    },
+    ...(deps.readiness ?? []),
+  ];
+}
+
+export async function buildApiApp(deps: GatewayDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: childLogger(deps, 'api'),
+    bodyLimit: deps.config.api.bodyLimitBytes,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    connectionTimeout: CONNECTION_TIMEOUT_MS,
+    return503OnClosing: true,
+    ...serverOptions(),
+  });
+  await registerCommon(app, { listener: 'api', metrics: deps.metrics });
+  await app.register(healthRoutes, { checks: readinessChecks(deps), metrics: deps.metrics });
+  await app.register(jwksRoutes, { keys: deps.keys });
+  return app;
+}
+
+export async function buildPeerApp(deps: GatewayDeps): Promise<FastifyInstance> {
+  const tls = deps.peerTls;
+  const app = Fastify({
+    loggerInstance: childLogger(deps, 'peer'),
+    bodyLimit: deps.config.peer.bodyLimitBytes,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    connectionTimeout: CONNECTION_TIMEOUT_MS,
+    return503OnClosing: true,
+    ...serverOptions(),
+    // One instance type for both cases: the peer listener is an https.Server demanding client
+    // certificates whenever TLS material is given (always, outside of inject tests).
+    serverFactory: (handler) =>
+      tls === undefined
+        ? createHttpServer(handler)
+        : createHttpsServer(
+            {
+              ...tls,
+              requestCert: true,
+              rejectUnauthorized: true,
+              minVersion: PEER_TLS_MIN_VERSION,
+              ciphers: PEER_CIPHERS,
+              honorCipherOrder: true,
+            },
+            handler,
+          ),
+  });
+  await registerCommon(app, { listener: 'peer', metrics: deps.metrics });
+  // Refused handshakes never reach a route: count and log them here, with the reason OpenSSL gave
+  // (certificate missing, unknown CA, expired...) and the remote address, never certificate content.
+  app.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+    // Node verifies the client chain after the handshake and destroys the socket on failure
+    // (rejectUnauthorized); the verification result is left in authorizationError.
+    const raw = String(socket.authorizationError ?? err.code ?? 'UNKNOWN');
+    const reason = /^[A-Z0-9_]{1,64}$/.test(raw) ? raw : 'UNKNOWN';
+    deps.metrics.peerTlsRefusals.inc({ reason });
+    app.log.warn({ reason, remoteAddress: socket.remoteAddress }, 'peer TLS handshake refused');
+  });
+  app.get('/health/live', { schema: { hide: true } }, async () => ({ status: 'live' }));
+  await app.register(jwksRoutes, { keys: deps.keys });
+  await app.register(peerRoutes, {
+    prefix: '/ncp/v1',
+    ourCountry: deps.config.country,
+    ourNcpId: deps.config.ncpId,
+    keys: deps.keys,
+    trustList: () => deps.trust.require(),
+    replay: deps.replay,
+    operations: [pingOperation, ...(deps.peerOperations ?? [])],
+    clockSkewSeconds: deps.config.policy.clockSkewSeconds,
+    ...(deps.now === undefined ? {} : { now: deps.now }),
+  });
+  return app;
+}
+
+export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
+  const [api, peer] = await Promise.all([buildApiApp(deps), buildPeerApp(deps)]);
+  return { api, peer };
+}

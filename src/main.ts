@@ -1,0 +1,180 @@
+/**
+ * Boot: config -> logger -> keys -> storage -> migrations -> trust list -> app -> listeners, and
+ * graceful shutdown. Process concerns (signals, exit codes, timers) live here and nowhere else.
+ */
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { buildGateway, type Gateway } from './app.js';
+import { loadConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { PeerClient } from './crossborder/peer-client.js';
+import { DbReplayStore } from './crossborder/replay-store.js';
+import { createLogger } from './http/logger.js';
+import { createMetrics, type Metrics } from './http/metrics.js';
+import type { Db } from './storage/db.js';
+import { migrationsDir, runMigrations } from './storage/migrate.js';
+import { openDb } from './storage/open.js';
+import { loadGatewayKeys, type GatewayKeys } from './trust/keys.js';
+import { TrustStore } from './trust/trust-store.js';
+
+export interface RunningGateway {
+  readonly config: Readonly<Config>;
+  readonly gateway: Gateway;
+  readonly db: Db;
+  readonly logger: Logger;
+  readonly trust: TrustStore;
+  readonly peerClient: PeerClient;
+  readonly apiUrl: string;
+  readonly peerUrl: string;
+  readonly stop: () => Promise<void>;
+}
+
+/** How long in-flight requests get to finish on SIGTERM before the process exits anyway. */
+const SHUTDOWN_GRACE_MS = 10_000;
+/** Expired replay-cache entries are purged this often. */
+const REPLAY_PURGE_MS = 60_000;
+
+function urlOf(scheme: 'http' | 'https', address: AddressInfo | string | null): string {
+  if (address === null || typeof address === 'string') throw new Error('listener has no TCP address');
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `${scheme}://${host}:${address.port}`;
+}
+
+async function readJsonFile(file: string): Promise<unknown> {
+  return JSON.parse(await readFile(file, 'utf8')) as unknown;
+}
+
+export async function createTrustStore(config: Readonly<Config>, logger: Logger, metrics: Metrics, onChanged?: () => void): Promise<TrustStore> {
+  const anchorKeys = await Promise.all(config.trustList.anchorKeyFiles.map(readJsonFile));
+  const source = config.trustList.file !== undefined ? { file: config.trustList.file } : { url: config.trustList.url ?? '' };
+  return new TrustStore({
+    source,
+    anchorKeys,
+    log: logger.child({ component: 'trust-list' }),
+    onRejected: (reason) => metrics.trustListRejections.inc({ rule: reason.rule }),
+    onChanged: (list) => {
+      metrics.trustListSequence.set(list.sequence);
+      metrics.trustListNextUpdate.set(Math.floor(Date.parse(list.nextUpdate) / 1000));
+      onChanged?.();
+    },
+  });
+}
+
+export async function createPeerClient(config: Readonly<Config>, keys: GatewayKeys, trust: TrustStore): Promise<PeerClient> {
+  const [cert, key, ca] = await Promise.all([
+    readFile(config.peer.tls.clientCertFile),
+    readFile(config.peer.tls.clientKeyFile),
+    readFile(config.peer.tls.caFile),
+  ]);
+  return new PeerClient({ ourNcpId: config.ncpId, keys, trustList: () => trust.require(), tls: { cert, key, ca } });
+}
+
+export async function startGateway(config: Readonly<Config>, logger: Logger): Promise<RunningGateway> {
+  const production = process.env.NODE_ENV === 'production';
+  const keys = await loadGatewayKeys(config.keys);
+  const metrics = createMetrics({ country: config.country });
+  let peerClient: PeerClient | undefined;
+  const trust = await createTrustStore(config, logger, metrics, () => void peerClient?.reset());
+  const db = await openDb({
+    databaseUrl: config.database.url,
+    dataDir: config.database.url === undefined ? config.database.dataDir : undefined,
+    production,
+    pool: { max: config.database.poolMax },
+    log: (msg, extra) => logger.warn(extra ?? {}, msg),
+  });
+  const timers: NodeJS.Timeout[] = [];
+  try {
+    const { applied } = await runMigrations(db, migrationsDir(), (msg, extra) => logger.info(extra ?? {}, msg));
+    if (applied.length > 0) logger.info({ applied }, 'migrations applied');
+    // A refused list at boot leaves the gateway up but not ready: operators see why in the log and
+    // the readiness probe, and the periodic reload picks up a corrected file.
+    const outcome = await trust.load();
+    if (outcome === 'rejected') logger.error('no valid trust list at start; peer traffic is refused until one loads');
+    trust.startAutoRefresh(config.trustList.refreshSeconds * 1000);
+    peerClient = await createPeerClient(config, keys, trust);
+    const replay = new DbReplayStore(db);
+    const purge = setInterval(() => {
+      replay.purgeExpired().catch((err: unknown) => logger.warn({ err }, 'replay cache purge failed'));
+    }, REPLAY_PURGE_MS);
+    purge.unref();
+    timers.push(purge);
+
+    const [cert, key, ca] = await Promise.all([
+      readFile(config.peer.tls.certFile),
+      readFile(config.peer.tls.keyFile),
+      readFile(config.peer.tls.caFile),
+    ]);
+    const gateway = await buildGateway({ config, db, logger, metrics, keys, trust, replay, peerTls: { cert, key, ca } });
+    await gateway.api.listen({ host: config.api.host, port: config.api.port });
+    await gateway.peer.listen({
+      host: config.peer.host,
+      port: config.peer.port,
+      listenTextResolver: (address) => `peer listener (mutual TLS) at ${address.replace(/^http:/, 'https:')}`,
+    });
+    const apiUrl = urlOf('http', gateway.api.server.address());
+    const peerUrl = urlOf('https', gateway.peer.server.address());
+    logger.info({ apiUrl, peerUrl, storage: db.kind, trustListSequence: trust.current()?.sequence ?? null }, 'gateway ready');
+    const client = peerClient;
+    let stopping: Promise<void> | undefined;
+    const stop = (): Promise<void> => {
+      stopping ??= (async () => {
+        trust.stop();
+        for (const t of timers) clearInterval(t);
+        // Fastify's close() stops accepting, lets in-flight requests finish, then resolves.
+        await Promise.allSettled([gateway.api.close(), gateway.peer.close()]);
+        await client.close();
+        await db.close();
+      })();
+      return stopping;
+    };
+    return { config, gateway, db, logger, trust, peerClient: client, apiUrl, peerUrl, stop };
+  } catch (e) {
+    trust.stop();
+    for (const t of timers) clearInterval(t);
+    await peerClient?.close();
+    await db.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** `ncpeh serve`: runs until SIGTERM/SIGINT, then shuts down gracefully and exits 0. */
+export async function serve(configPath: string): Promise<void> {
+  const config = loadConfig(configPath);
+  const logger = createLogger({ level: config.log.level, country: config.country });
+  let running: RunningGateway;
+  try {
+    running = await startGateway(config, logger);
+  } catch (e) {
+    logger.fatal({ err: e }, 'gateway failed to start');
+    logger.flush();
+    process.exitCode = 1;
+    return;
+  }
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: reloading the trust list');
+    void running.trust.load();
+  });
+  const onSignal = (signal: NodeJS.Signals): void => {
+    logger.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      logger.error('shutdown grace period exceeded; exiting');
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS);
+    force.unref();
+    running
+      .stop()
+      .then(() => {
+        logger.info('stopped');
+        logger.flush();
+        // Exit explicitly: a library handle left open must not keep a stopped gateway alive.
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, 'error during shutdown');
+        process.exitCode = 1;
+      });
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}

@@ -1,0 +1,83 @@
+/**
+ * A real deployment on disk for tests: a dev PKI, a signed trust list and one config file per
+ * country, exactly as an operator would lay them out (only in a temp folder, with port 0).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeSandboxTrustList } from '../../sandbox/trust-list.js';
+import { initPki, type PkiLayout } from '../../src/trust/pki.js';
+
+/** A port the OS just handed out; the trust list must name peer ports before the gateways start. */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (address !== null && typeof address === 'object' ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface TestDeployment {
+  readonly dir: string;
+  readonly peerPorts: Readonly<Record<string, number>>;
+  readonly pki: PkiLayout;
+  readonly trustListFile: string;
+  configFile(country: string): string;
+  cleanup(): Promise<void>;
+}
+
+export function configDocument(pki: PkiLayout, country: string, trustListFile: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const c = pki.countries[country];
+  if (c === undefined) throw new Error(`no PKI for ${country}`);
+  return {
+    country,
+    ncpId: `urn:ncpeh:ncp:${country}`,
+    api: { host: '127.0.0.1', port: 0 },
+    peer: {
+      host: '127.0.0.1',
+      port: 0,
+      tls: { certFile: c.tlsServerCert, keyFile: c.tlsServerKey, clientCertFile: c.tlsClientCert, clientKeyFile: c.tlsClientKey, caFile: pki.ca.cert },
+    },
+    keys: { signingKeyFile: c.signingJwk, encryptionKeyFiles: [c.encryptionJwk] },
+    trustList: { file: trustListFile, anchorKeyFiles: [pki.ca.signingPubJwk] },
+    log: { level: 'info' },
+    ...extra,
+  };
+}
+
+/**
+ * @param countries the countries with PKI material and a config file
+ * @param listed the countries the trust list names (default: all); leaving one out gives a
+ *   certificate that chains to the anchor but is not trusted
+ */
+export async function createTestDeployment(opts: { countries?: string[]; listed?: string[] } = {}): Promise<TestDeployment> {
+  const countries = opts.countries ?? ['DK', 'ES'];
+  const listed = opts.listed ?? countries;
+  const dir = await mkdtemp(join(tmpdir(), 'ncpeh-deploy-'));
+  const pki = await initPki({ outDir: join(dir, 'pki'), countries });
+  const trustListFile = join(dir, 'trust-list.jws');
+  const peerPorts: Record<string, number> = {};
+  for (const cc of countries) peerPorts[cc] = await freePort();
+  await writeSandboxTrustList({
+    pki,
+    countries: listed.map((cc) => ({ country: cc, ncpId: `urn:ncpeh:ncp:${cc}`, peerUrl: `https://127.0.0.1:${peerPorts[cc] ?? 1}` })),
+    outFile: trustListFile,
+  });
+  for (const cc of countries) {
+    const doc = configDocument(pki, cc, trustListFile);
+    doc.peer = { ...(doc.peer as Record<string, unknown>), port: peerPorts[cc] };
+    await writeFile(join(dir, `${cc.toLowerCase()}.json`), JSON.stringify(doc, null, 2));
+  }
+  return {
+    dir,
+    peerPorts,
+    pki,
+    trustListFile,
+    configFile: (cc) => join(dir, `${cc.toLowerCase()}.json`),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}

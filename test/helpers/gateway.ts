@@ -1,0 +1,97 @@
+/**
+ * Real gateways for tests: loaded from a TestDeployment's config files through the same boot path
+ * as `ncpeh serve` (startGateway), on in-memory PGlite or a fresh PostgreSQL schema.
+ */
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { createPgDb } from '../../src/storage/pg.js';
+import { urlWithSearchPath } from './db.js';
+import type { Logger } from 'pino';
+import type { GatewayDeps } from '../../src/app.js';
+import { loadConfig } from '../../src/config/load.js';
+import { DbReplayStore } from '../../src/crossborder/replay-store.js';
+import { createLogger } from '../../src/http/logger.js';
+import { createMetrics } from '../../src/http/metrics.js';
+import { createTrustStore, startGateway, type RunningGateway } from '../../src/main.js';
+import type { Db } from '../../src/storage/db.js';
+import { loadGatewayKeys } from '../../src/trust/keys.js';
+import type { TestDeployment } from './deployment.js';
+
+export interface LogCapture {
+  readonly stream: Writable;
+  readonly lines: string[];
+}
+
+export function memoryLog(): LogCapture {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l.length > 0));
+      cb();
+    },
+  });
+  return { stream, lines };
+}
+
+export async function startTestGateway(
+  deployment: TestDeployment,
+  country: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<RunningGateway & { log: LogCapture }> {
+  const database = await isolatedDatabase();
+  const config = loadConfig(deployment.configFile(country), { NCPEH_DATA_DIR: 'memory://', ...database.env, ...env });
+  const log = memoryLog();
+  const logger = createLogger({ level: 'info', country, destination: log.stream });
+  let running: RunningGateway;
+  try {
+    running = await startGateway(config, logger);
+  } catch (e) {
+    await database.drop();
+    throw e;
+  }
+  const stopGateway = running.stop;
+  return {
+    ...running,
+    log,
+    stop: async () => {
+      await stopGateway();
+      await database.drop();
+    },
+  };
+}
+
+/**
+ * With DATABASE_URL (CI's second pass) each gateway gets a fresh schema of its own, as two
+ * countries never share a database; otherwise in-memory PGlite.
+ */
+async function isolatedDatabase(): Promise<{ env: NodeJS.ProcessEnv; drop(): Promise<void> }> {
+  const url = process.env.DATABASE_URL;
+  if (url === undefined || url === '') return { env: {}, drop: async () => undefined };
+  const schema = `g_${randomBytes(8).toString('hex')}`;
+  const admin = createPgDb({ connectionString: url, max: 1 });
+  try {
+    await admin.query(`CREATE SCHEMA ${schema}`);
+  } finally {
+    await admin.close();
+  }
+  return {
+    env: { DATABASE_URL: urlWithSearchPath(url, schema) },
+    drop: async () => {
+      const db = createPgDb({ connectionString: url, max: 1 });
+      try {
+        await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      } finally {
+        await db.close();
+      }
+    },
+  };
+}
+
+/** Dependencies for building the apps in-process (inject tests), from a deployment's real files. */
+export async function testGatewayDeps(deployment: TestDeployment, country: string, db: Db, logger: Logger): Promise<GatewayDeps> {
+  const config = loadConfig(deployment.configFile(country), {});
+  const metrics = createMetrics({ country, defaultMetrics: false });
+  const trust = await createTrustStore(config, logger, metrics);
+  await trust.load();
+  return { config, db, logger, metrics, keys: await loadGatewayKeys(config.keys), trust, replay: new DbReplayStore(db) };
+}
