@@ -24,7 +24,8 @@ export type IssueType =
   | 'exception'
   | 'timeout'
   | 'transient'
-  | 'throttled';
+  | 'throttled'
+  | 'invariant';
 
 export interface ErrorSpec {
   readonly status: number;
@@ -85,6 +86,36 @@ export const ERROR_CATALOGUE = {
   'eid.wrapped': { status: 401, issueType: 'security', title: 'The eID response does not contain exactly one signed assertion', exposeDetail: false },
   'eid.missing-attribute': { status: 401, issueType: 'security', title: 'The eID assertion lacks a required attribute', exposeDetail: true },
   'eid.login-failed': { status: 401, issueType: 'login', title: 'Sign-in with the national eID failed', exposeDetail: false },
+  // hospital clients and HCP assertions (src/identity)
+  'client.unknown': { status: 401, issueType: 'security', title: 'The calling system is not a registered client', exposeDetail: false },
+  'client.authentication-failed': { status: 401, issueType: 'security', title: 'The client authentication assertion is invalid', exposeDetail: false },
+  'client.scope-not-allowed': { status: 403, issueType: 'forbidden', title: 'The client is not registered for this scope', exposeDetail: true },
+  'hcp.not-registered': { status: 403, issueType: 'forbidden', title: 'The professional is not in the national registry with an active role', exposeDetail: false },
+  'hcp.assertion-missing': { status: 401, issueType: 'login', title: 'A Bearer HCP assertion is required', exposeDetail: false },
+  'hcp.assertion-invalid': { status: 401, issueType: 'security', title: 'The HCP assertion is invalid', exposeDetail: false },
+  'hcp.assertion-expired': { status: 401, issueType: 'security', title: 'The HCP assertion is expired or not yet valid', exposeDetail: false },
+  'hcp.purpose-not-allowed': { status: 403, issueType: 'forbidden', title: 'The purpose of use is not allowed', exposeDetail: true },
+  'citizen.session-missing': { status: 401, issueType: 'login', title: 'Sign in with your national eID first', exposeDetail: false },
+  'citizen.session-invalid': { status: 401, issueType: 'security', title: 'The citizen session is invalid or expired', exposeDetail: false },
+  'registry.unavailable': { status: 503, issueType: 'transient', title: 'The national professional registry is unavailable', exposeDetail: false },
+  // consent (src/consent)
+  'consent.invalid': { status: 422, issueType: 'invalid', title: 'The consent is not valid', exposeDetail: true },
+  'consent.not-found': { status: 404, issueType: 'not-found', title: 'No such consent', exposeDetail: false },
+  'consent.denied': { status: 403, issueType: 'forbidden', title: 'No consent or policy permits this access', exposeDetail: false },
+  // national infrastructure and documents (src/national)
+  'national.unavailable': { status: 503, issueType: 'transient', title: 'The national FHIR server is unavailable', exposeDetail: false },
+  'national.bad-response': { status: 502, issueType: 'processing', title: 'The national FHIR server answered with something we cannot use', exposeDetail: false },
+  'patient.not-found': { status: 404, issueType: 'not-found', title: 'No matching patient', exposeDetail: false },
+  'patient.reference-invalid': { status: 404, issueType: 'not-found', title: 'The patient reference is unknown, expired or not yours', exposeDetail: false },
+  'document.not-found': { status: 404, issueType: 'not-found', title: 'No Patient Summary is available', exposeDetail: false },
+  'document.invalid': { status: 422, issueType: 'invariant', title: 'The document does not satisfy the IPS rules and is not relayed', exposeDetail: true },
+  'submission.invalid': { status: 422, issueType: 'invalid', title: 'The submitted Bundle is not acceptable', exposeDetail: true },
+  'submission.idempotency-key-required': { status: 400, issueType: 'required', title: 'An Idempotency-Key header is required', exposeDetail: false },
+  'submission.idempotency-conflict': { status: 409, issueType: 'conflict', title: 'The Idempotency-Key was used with a different body', exposeDetail: false },
+  'submission.not-found': { status: 404, issueType: 'not-found', title: 'No such submission', exposeDetail: false },
+  // audit (src/audit)
+  'audit.unavailable': { status: 503, issueType: 'transient', title: 'The audit log cannot be written; nothing is disclosed', exposeDetail: false },
+  'audit.proof-unavailable': { status: 404, issueType: 'not-found', title: 'No proof is available for that entry or tree size', exposeDetail: false },
   'trust-list.invalid': { status: 500, issueType: 'security', title: 'The trust list is invalid', exposeDetail: false },
   'trust-list.unavailable': { status: 503, issueType: 'transient', title: 'No valid trust list is loaded', exposeDetail: false },
 } as const satisfies Record<string, ErrorSpec>;

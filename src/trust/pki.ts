@@ -434,7 +434,9 @@ async function issueTlsCert(
  */
 function randomSerial(): string {
   const bytes = randomBytes(16);
-  bytes[0] = (bytes[0] ?? 0) & 0x7f;
+  // High bit clear (positive) and first octet non-zero, so the DER INTEGER is exactly 16 octets:
+  // a leading zero octet would be dropped and expose a next octet >= 0x80 as the sign bit.
+  bytes[0] = ((bytes[0] ?? 0) & 0x7f) | 0x01;
   return bytes.toString('hex');
 }
 
