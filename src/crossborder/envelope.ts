@@ -354,7 +354,8 @@ export interface SignRequestOptions {
 
 const RESERVED_CLAIMS: readonly string[] = ['iss', 'aud', 'iat', 'exp', 'nbf', 'jti'];
 
-async function signCompact(key: SigningKey, typ: string, claims: Record<string, unknown>): Promise<string> {
+/** Signs `claims` as a compact JWS (ES256) with an explicit `typ`; the one signer of every JWT we issue. */
+export async function signCompact(key: SigningKey, typ: string, claims: Record<string, unknown>): Promise<string> {
   const signer = jose.JWS.createSign({ format: 'compact', fields: { alg: SIGNATURE_ALG, kid: key.kid, typ } }, key.key);
   const out: unknown = await signer.update(JSON.stringify(claims), 'utf8').final();
   if (typeof out !== 'string') throw new Error('node-jose did not return a compact JWS');
@@ -648,6 +649,20 @@ function checkResponseFresh(iat: number, now: number, skew: number, maxAge: numb
 
 /** Opens a sealed response and returns its payload; the checks run in the order listed. */
 export async function openResponse(jwe: string, opts: OpenResponseOptions): Promise<unknown> {
+  return (await openResponseSigned(jwe, opts)).payload;
+}
+
+/** What a verified answer proves about itself: who signed it, when, and the signature to keep. */
+export interface OpenedResponse {
+  readonly payload: unknown;
+  /** The provider's inner compact JWS, verifiable later against its trust-list keys. */
+  readonly jws: string;
+  readonly signerKid: string;
+  readonly signedAt: Date;
+}
+
+/** `openResponse`, keeping the inner signature (e.g. as a FHIR Bundle.signature for provenance). */
+export async function openResponseSigned(jwe: string, opts: OpenResponseOptions): Promise<OpenedResponse> {
   const now = epochSeconds(opts.now ?? new Date());
   const skew = opts.skewSeconds ?? DEFAULT_SKEW_SECONDS;
 
@@ -670,5 +685,18 @@ export async function openResponse(jwe: string, opts: OpenResponseOptions): Prom
   const signer = checkKidKnown(inner.header, opts.expectedSignerKeys);
   const claims = checkResponseClaimsShape(checkClaimsJson(await checkSignature(inner, signer)));
   checkResponseFresh(claims.iat, now, skew, opts.maxAgeSeconds ?? DEFAULT_MAX_LIFETIME_SECONDS);
-  return claims.payload;
+  return { payload: claims.payload, jws: innerText, signerKid: signer.kid, signedAt: new Date(claims.iat * 1000) };
+}
+
+/**
+ * Verifies a compact ES256 JWS of a given `typ` against a set of trusted keys and returns its claims
+ * object, with the same checks as peer requests (shape, header allowlist, explicit type, kid,
+ * signature). Claim semantics (iss, aud, times) are the caller's: tokens differ in what they mean.
+ */
+export async function verifySignedClaims(token: string, opts: { typ: string; trustedKeys: JwksLike; maxChars?: number }): Promise<Record<string, unknown>> {
+  const jws = checkCompactShape(token, opts.maxChars ?? 16 * 1024);
+  checkHeaderAllowlist(jws.header);
+  checkType(jws.header, opts.typ);
+  const signer = checkKidKnown(jws.header, opts.trustedKeys);
+  return checkClaimsJson(await checkSignature(jws, signer));
 }

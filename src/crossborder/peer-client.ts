@@ -11,7 +11,7 @@ import { GatewayError } from '../http/errors.js';
 import type { GatewayKeys } from '../trust/keys.js';
 import { PEER_CIPHERS, PEER_TLS_MIN_VERSION, sha256Hex } from '../trust/peer-tls.js';
 import { countryEntry, serverFingerprintsFor, type TrustList } from '../trust/trust-list.js';
-import { openResponse, signRequest } from './envelope.js';
+import { openResponseSigned, signRequest } from './envelope.js';
 
 export const JOSE_MEDIA_TYPE = 'application/jose';
 
@@ -26,9 +26,22 @@ export interface PeerClientOptions {
   readonly bodyTimeoutMs?: number;
   readonly maxResponseBytes?: number;
   readonly now?: () => Date;
+  /**
+   * Witnessing of peers' audit logs: the size we last witnessed goes out with each request, and the
+   * checkpoint (with its consistency proof) that comes back is recorded. A refused checkpoint
+   * (rollback, fork) is reported to `onRefused`; the answer itself is still checked on its own.
+   */
+  readonly witness?: {
+    lastSize(country: string): Promise<number | undefined>;
+    record(country: string, checkpoint: unknown): Promise<void>;
+    onRefused(country: string, error: unknown): void;
+  };
 }
 
-/** A peer answered with an error: its status and stable code tell the caller whether to retry. */
+/**
+ * A peer answered with an error: its status and stable code tell the caller what happened and
+ * whether a retry can help (5xx, 408, 429 are transient; see `isTransient`).
+ */
 export class PeerRefusedError extends GatewayError {
   readonly peerStatus: number;
   readonly peerCode: string | undefined;
@@ -37,6 +50,11 @@ export class PeerRefusedError extends GatewayError {
     this.peerStatus = peerStatus;
     this.peerCode = peerCode;
   }
+}
+
+export function isTransientPeerFailure(e: unknown): boolean {
+  if (e instanceof PeerRefusedError) return e.peerStatus >= 500 || e.peerStatus === 408 || e.peerStatus === 429;
+  return e instanceof GatewayError && (e.code === 'peer.unreachable' || e.code === 'trust-list.unavailable');
 }
 
 class PinMismatchError extends Error {
@@ -71,6 +89,8 @@ export interface PeerAnswer<T = unknown> {
   readonly payload: T;
   /** The `jti` of the request this answers. */
   readonly requestId: string;
+  /** The provider's signature over the answer, and when it was made. */
+  readonly signature: { readonly jws: string; readonly signedAt: Date; readonly signerNcpId: string };
 }
 
 export class PeerClient {
@@ -127,7 +147,13 @@ export class PeerClient {
     const list = this.#opts.trustList();
     const entry = countryEntry(list, country);
     const now = this.#opts.now?.() ?? new Date();
-    const jws = await signRequest(payload, { key: this.#opts.keys.signing, iss: this.#opts.ourNcpId, aud: entry.ncpId, now });
+    const witnessed = await this.#opts.witness?.lastSize(country).catch(() => undefined);
+    const jws = await signRequest(witnessed === undefined ? payload : { ...payload, auditFrom: witnessed }, {
+      key: this.#opts.keys.signing,
+      iss: this.#opts.ourNcpId,
+      aud: entry.ncpId,
+      now,
+    });
     const requestId = jtiOf(jws);
     const url = new URL(path, entry.peerUrl);
     let res;
@@ -152,19 +178,23 @@ export class PeerClient {
     if (res.statusCode !== 200) {
       // Redirects are an error too: a peer API never redirects, and following one would leave the
       // pinned connection.
-      if (res.statusCode >= 500 && res.statusCode !== 501) throw new GatewayError('peer.unreachable', `peer answered ${res.statusCode}`, { retryAfter: 30 });
+      if (res.statusCode >= 300 && res.statusCode < 400) throw new GatewayError('peer.bad-response', `peer redirected (${res.statusCode})`);
       throw new PeerRefusedError(res.statusCode, outcomeCode(body));
     }
     const contentType = String(res.headers['content-type'] ?? '');
     if (!contentType.startsWith(JOSE_MEDIA_TYPE)) throw new GatewayError('peer.bad-response', 'answer is not application/jose');
-    const opened = await openResponse(body.trim(), {
+    const opened = await openResponseSigned(body.trim(), {
       decryptionKeys: this.#opts.keys.decryption,
       expectedSignerKeys: entry.jwks,
       now,
     });
-    const result = resultSchema.safeParse(checkInResponseTo(opened, requestId));
+    const result = resultSchema.safeParse(checkInResponseTo(opened.payload, requestId));
+    if (this.#opts.witness !== undefined && typeof opened.payload === 'object' && opened.payload !== null && 'checkpoint' in opened.payload) {
+      const witness = this.#opts.witness;
+      await witness.record(country, opened.payload.checkpoint).catch((e: unknown) => witness.onRefused(country, e));
+    }
     if (!result.success) throw new GatewayError('peer.bad-response', 'answer does not match the operation schema', { cause: result.error });
-    return { payload: result.data, requestId };
+    return { payload: result.data, requestId, signature: { jws: opened.jws, signedAt: opened.signedAt, signerNcpId: entry.ncpId } };
   }
 
   /** Drops pooled connections, e.g. after the trust list changed, so new pins apply at once. */

@@ -18,6 +18,9 @@ export interface PeerContext {
   /** The country authenticated by the TLS client certificate. */
   readonly country: string;
   readonly request: VerifiedRequest;
+  /** Correlation id of this request (x-request-id). */
+  readonly requestId: string;
+  readonly remoteAddress: string;
 }
 
 /** One peer operation: validates its own payload, returns a JSON result (sealed by the caller). */
@@ -35,6 +38,12 @@ export interface PeerRoutesOptions {
   readonly operations: readonly PeerOperation[];
   readonly clockSkewSeconds: number;
   readonly now?: () => Date;
+  /**
+   * Our latest signed audit checkpoint, with a consistency proof from `fromSize` (what the caller
+   * last witnessed). Every sealed answer carries it, and `GET /ncp/v1/audit/checkpoint` serves it,
+   * so each peer witnesses our log (issue 7).
+   */
+  readonly checkpoint?: (fromSize: number | undefined) => Promise<unknown>;
 }
 
 declare module 'fastify' {
@@ -91,6 +100,21 @@ export const peerRoutes: FastifyPluginAsync<PeerRoutesOptions> = async (app: Fas
     request.peerCountry = authenticatePeerSocket(request.raw.socket, list, opts.ourCountry, now());
   });
 
+  if (opts.checkpoint !== undefined) {
+    const checkpoint = opts.checkpoint;
+    app.get(
+      '/audit/checkpoint',
+      { schema: { hide: true } },
+      async (request) => {
+        const from = z.coerce.number().int().nonnegative().optional().safeParse((request.query as Record<string, unknown> | undefined)?.['from']);
+        if (!from.success) throw new GatewayError('request.invalid', 'from', { expression: ['query.from'] });
+        const cp = await checkpoint(from.data);
+        if (cp === undefined) throw new GatewayError('audit.proof-unavailable', 'nothing recorded yet');
+        return cp;
+      },
+    );
+  }
+
   for (const op of opts.operations) {
     app.post(op.path, { schema: { hide: true } }, async (request, reply) => {
       const country = request.peerCountry;
@@ -107,9 +131,11 @@ export const peerRoutes: FastifyPluginAsync<PeerRoutesOptions> = async (app: Fas
         skewSeconds: opts.clockSkewSeconds,
         replay: opts.replay,
       });
-      const result = await op.handle({ country, request: verified }, request);
+      const result = await op.handle({ country, request: verified, requestId: request.id, remoteAddress: request.ip }, request);
+      const auditFrom = z.number().int().nonnegative().optional().safeParse(verified.claims['auditFrom']);
+      const checkpoint = opts.checkpoint === undefined ? undefined : await opts.checkpoint(auditFrom.success ? auditFrom.data : undefined);
       const sealed = await sealResponse(
-        { inResponseTo: verified.jti, result },
+        { inResponseTo: verified.jti, result, ...(checkpoint === undefined ? {} : { checkpoint }) },
         { signingKey: opts.keys.signing, recipientKey: encryptionKeyFor(list, country), now: now() },
       );
       return reply.code(200).header('content-type', JOSE_MEDIA_TYPE).send(sealed);
