@@ -54,6 +54,7 @@ const FILE_FIELDS: ReadonlyArray<(c: Config) => Array<[string, string]>> = [
     c.eid.oidc.flatMap((o, i): Array<[string, string]> =>
       o.clientSecretFile === undefined ? [] : [[`eid.oidc.${i}.clientSecretFile`, o.clientSecretFile]],
     ),
+  (c) => c.clients.map((cl, i): [string, string] => [`clients.${i}.jwksFile`, cl.jwksFile]),
 ];
 
 function isObject(v: Json | undefined): v is JsonObject {
@@ -110,6 +111,7 @@ function resolveFiles(config: Config, baseDir: string, problems: ConfigProblem[]
   resolved.eid.oidc = config.eid.oidc.map((o) =>
     o.clientSecretFile === undefined ? o : { ...o, clientSecretFile: abs(o.clientSecretFile) },
   );
+  resolved.clients = config.clients.map((cl) => ({ ...cl, jwksFile: abs(cl.jwksFile) }));
   if (config.database.url === undefined && config.database.dataDir !== 'memory://') {
     resolved.database.dataDir = abs(config.database.dataDir);
   }
@@ -136,6 +138,12 @@ function productionProblems(config: Config): ConfigProblem[] {
       path: 'database.url',
       message: 'embedded PGlite storage is for development only; set DATABASE_URL to a PostgreSQL server',
     });
+  }
+  config.eid.oidc.forEach((o, i) => {
+    if (o.allowInsecureHttp) problems.push({ path: `eid.oidc.${i}.allowInsecureHttp`, message: 'plain-HTTP eID providers are for the loopback sandbox only' });
+  });
+  if (config.citizen !== undefined && !config.citizen.secureCookies) {
+    problems.push({ path: 'citizen.secureCookies', message: 'session cookies must be Secure in production' });
   }
   return problems;
 }

@@ -108,11 +108,16 @@ export const ConfigSchema = z
             z
               .object({
                 id: z.string().regex(/^[a-z0-9-]+$/),
-                issuer: z.url(),
-                clientId: z.string().min(1),
-                clientSecretFile: filePath.optional(),
-                audience: z.array(z.string().min(1)).min(1).optional(),
-                purpose: z.enum(['citizen', 'hcp']),
+                issuer: z.url().describe('Pinned issuer of the national OpenID provider'),
+                clientId: z.string().min(1).describe('Our client id at the provider (citizen portal) or the hospital EHR client id (hcp)'),
+                clientSecretFile: filePath.optional().describe('Client secret for a confidential portal client; public clients use PKCE only'),
+                redirectUri: z.url().optional().describe('Our callback URL (citizen portal: /api/v1/auth/callback)'),
+                audiences: z.array(z.string().min(1)).min(1).optional().describe('Accepted `aud` values of EHR-posted ID tokens (default: clientId)'),
+                purpose: z.enum(['citizen', 'hcp']).describe('"citizen": portal sign-in; "hcp": ID tokens posted by hospital EHRs'),
+                personIdClaim: z.string().min(1).default('sub').describe('Claim holding the national person identifier'),
+                allowedAlgs: z.array(z.enum(['RS256', 'PS256', 'ES256', 'EdDSA'])).min(1).optional(),
+                acrMapping: z.record(z.string(), z.enum(['low', 'substantial', 'high'])).optional().describe('acr value -> eIDAS level'),
+                allowInsecureHttp: z.boolean().default(false).describe('Permit an http:// issuer (loopback sandbox only; refused in production)'),
               })
               .strict(),
           )
@@ -122,10 +127,10 @@ export const ConfigSchema = z
             z
               .object({
                 id: z.string().regex(/^[a-z0-9-]+$/),
-                idpEntityId: z.string().min(1),
-                idpCertFiles: z.array(filePath).min(1),
-                spEntityId: z.string().min(1),
-                acsUrl: z.url(),
+                idpEntityId: z.string().min(1).describe('Pinned IdP (eIDAS node) entity id'),
+                idpCertFiles: z.array(filePath).min(1).describe('Pinned IdP signing certificates (never taken from KeyInfo)'),
+                spEntityId: z.string().min(1).describe('Our entity id: the required Audience'),
+                acsUrl: z.url().describe('Required Destination/Recipient'),
               })
               .strict(),
           )
@@ -133,6 +138,33 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    registry: z
+      .object({
+        baseUrl: z.url({ protocol: /^https?$/ }).optional().describe('National HCP registry (FHIR); default: nationalFhir.baseUrl'),
+      })
+      .strict()
+      .prefault({}),
+    clients: z
+      .array(
+        z
+          .object({
+            id: z.string().min(1).max(128),
+            name: z.string().min(1),
+            scopes: z.array(z.string().min(1)).min(1),
+            jwksFile: filePath.describe('Public JWKS the client signs its private_key_jwt assertions with'),
+          })
+          .strict(),
+      )
+      .default([])
+      .describe('Registered hospital EHR / mHealth clients (private_key_jwt, RFC 7523)'),
+    citizen: z
+      .object({
+        patientIdentifierSystem: z.string().min(1).describe('Identifier system of this country\'s patients (e.g. CPR urn:oid:1.2.208.176.1.2)'),
+        sessionTtlSeconds: z.number().int().min(300).max(43200).default(3600),
+        secureCookies: z.boolean().default(true).describe('Mark session cookies Secure (keep true outside loopback tests)'),
+      })
+      .strict()
+      .optional(),
     policy: z
       .object({
         clockSkewSeconds: z.number().int().min(0).max(300).default(60),
