@@ -6,12 +6,19 @@
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
+import cookie from '@fastify/cookie';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { peerRoutes, pingOperation, type PeerOperation } from './crossborder/peer-routes.js';
-import type { ReplayStore } from './crossborder/replay-store.js';
+import { accessLogRoutes, checkpointForPeer } from './audit/routes.js';
+import { consentRoutes } from './consent/routes.js';
+import { consumerRoutes } from './crossborder/consumer-routes.js';
+import { discoveryOperation, summaryOperation } from './crossborder/provider.js';
 import { healthRoutes, type ReadinessCheck } from './health/routes.js';
+import type { GuardOptions } from './identity/guards.js';
+import { authRoutes, type SignInEvent } from './identity/routes.js';
+import type { GatewayServices } from './services.js';
 import { registerCommon, serverOptions } from './http/common.js';
 import type { Metrics } from './http/metrics.js';
 import type { Db } from './storage/db.js';
@@ -33,7 +40,7 @@ export interface GatewayDeps {
   readonly metrics: Metrics;
   readonly keys: GatewayKeys;
   readonly trust: TrustSource;
-  readonly replay: ReplayStore;
+  readonly services: GatewayServices;
   /** Extra readiness checks beyond the database and the trust list. */
   readonly readiness?: readonly ReadinessCheck[];
   /** Peer operations beyond the built-in ping. */
@@ -72,6 +79,28 @@ function readinessChecks(deps: GatewayDeps): ReadinessCheck[] {
   ];
 }
 
+function guardOptions(deps: GatewayDeps): GuardOptions {
+  return {
+    ourNcpId: deps.config.ncpId,
+    signingKey: deps.keys.signing,
+    skewSeconds: deps.config.policy.clockSkewSeconds,
+    now: deps.now ?? (() => new Date()),
+  };
+}
+
+/** Every sign-in, permitted or refused, becomes an audit record (BALP user authentication). */
+function signInAuditor(deps: GatewayDeps): (event: SignInEvent) => Promise<void> {
+  return (event) =>
+    deps.services.audit.record({
+      kind: 'sign-in',
+      outcome: event.outcome === 'success' ? 'success' : 'minor',
+      ...(event.subject === undefined ? {} : { user: { id: { iss: `urn:ncpeh:eid:${event.kind}`, sub: event.subject } } }),
+      client: { id: event.clientId ?? (event.kind === 'citizen' ? 'citizen-browser' : 'unknown-client'), network: event.remoteAddress },
+      transactionId: event.requestId,
+      ...(event.code === undefined ? {} : { outcomeDesc: event.code }),
+    });
+}
+
 export async function buildApiApp(deps: GatewayDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: childLogger(deps, 'api'),
@@ -84,7 +113,61 @@ export async function buildApiApp(deps: GatewayDeps): Promise<FastifyInstance> {
   await registerCommon(app, { listener: 'api', metrics: deps.metrics });
   await app.register(healthRoutes, { checks: readinessChecks(deps), metrics: deps.metrics });
   await app.register(jwksRoutes, { keys: deps.keys });
+  await app.register(cookie);
+  const { services } = deps;
+  await app.register(authRoutes, {
+    config: deps.config,
+    identity: services.identity,
+    signingKey: deps.keys.signing,
+    replay: services.replay,
+    db: deps.db,
+    onSignIn: signInAuditor(deps),
+    ...(deps.now === undefined ? {} : { now: deps.now }),
+  });
+  await app.register(consentRoutes, {
+    guard: guardOptions(deps),
+    consents: services.consents,
+    ourCountry: deps.config.country,
+    organizationName: `National Contact Point for eHealth ${deps.config.country}`,
+    trustList: () => deps.trust.require(),
+    onChange: async ({ action, session, consent, requestId }) =>
+      services.audit.record(
+        {
+          kind: 'consent-change',
+          outcome: 'success',
+          interaction: action === 'create' ? 'create' : 'update',
+          user: { id: { iss: deps.config.ncpId, sub: session.personId }, ...(session.name === undefined ? {} : { name: session.name }) },
+          transactionId: requestId,
+          entityExtra: [{ what: { reference: `Consent/${consent.id}` }, description: action }],
+        },
+        { patientKey: session.patientKey },
+      ),
+  });
+  await app.register(accessLogRoutes, { guard: guardOptions(deps), log: services.auditLog, ourNcpId: deps.config.ncpId });
+  await app.register(consumerRoutes, {
+    guard: guardOptions(deps),
+    ourCountry: deps.config.country,
+    ourNcpId: deps.config.ncpId,
+    peers: services.peers,
+    audit: services.audit,
+  });
   return app;
+}
+
+/** Country A operations, when this gateway has a national FHIR server to answer from. */
+function providerOperations(deps: GatewayDeps): PeerOperation[] {
+  const national = deps.services.national;
+  if (national === undefined) return [];
+  const providerDeps = {
+    config: deps.config,
+    national,
+    consents: deps.services.consents,
+    refs: deps.services.refs,
+    audit: deps.services.audit,
+    trustList: () => deps.trust.require(),
+    now: deps.now ?? (() => new Date()),
+  };
+  return [discoveryOperation(providerDeps), summaryOperation(providerDeps)];
 }
 
 export async function buildPeerApp(deps: GatewayDeps): Promise<FastifyInstance> {
@@ -132,9 +215,10 @@ export async function buildPeerApp(deps: GatewayDeps): Promise<FastifyInstance> 
     ourNcpId: deps.config.ncpId,
     keys: deps.keys,
     trustList: () => deps.trust.require(),
-    replay: deps.replay,
-    operations: [pingOperation, ...(deps.peerOperations ?? [])],
+    replay: deps.services.replay,
+    operations: [pingOperation, ...providerOperations(deps), ...(deps.peerOperations ?? [])],
     clockSkewSeconds: deps.config.policy.clockSkewSeconds,
+    checkpoint: (fromSize) => checkpointForPeer(deps.services.auditLog, fromSize),
     ...(deps.now === undefined ? {} : { now: deps.now }),
   });
   return app;

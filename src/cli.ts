@@ -11,7 +11,8 @@ import { createLogger } from './http/logger.js';
 import { createMetrics } from './http/metrics.js';
 import { createPeerClient, createTrustStore, serve } from './main.js';
 import { loadGatewayKeys } from './trust/keys.js';
-import { parseAnchorKeys, signTrustList, verifyTrustList } from './trust/trust-list.js';
+import { parseAnchorKeys, signingKeysFor, signTrustList, verifyTrustList } from './trust/trust-list.js';
+import { verifyAuditLog } from './audit/verify.js';
 import { migrationsDir, runMigrations } from './storage/migrate.js';
 import { openDb } from './storage/open.js';
 import { initPki } from './trust/pki.js';
@@ -29,6 +30,8 @@ Commands:
                                    verify a signed trust list and print its content
   peer ping --config FILE --country CC
                                    call a peer gateway's ping over mutual TLS with signed envelopes
+  audit verify --config FILE       recompute the audit Merkle tree from the database and check every
+                                   checkpoint and witness record; exit 1 naming the first problem
 
 The config file may also be given with NCPEH_CONFIG. DATABASE_URL selects PostgreSQL.`;
 
@@ -131,7 +134,37 @@ async function cmdPeer(args: string[]): Promise<void> {
   }
 }
 
+async function cmdAudit(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  if (sub !== 'verify') throw new UsageError(`unknown audit command "${sub ?? ''}"`);
+  const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  const config = loadConfig(requireConfig(values));
+  const keys = await loadGatewayKeys(config.keys);
+  const logger = createLogger({ level: 'warn', country: config.country });
+  const trust = await createTrustStore(config, logger, createMetrics({ country: config.country, defaultMetrics: false }));
+  await trust.load();
+  const list = trust.current();
+  const peerKeys = list === undefined ? {} : Object.fromEntries(Object.keys(list.countries).map((cc) => [cc, { keys: signingKeysFor(list, cc) }]));
+  const db = await openDb({
+    databaseUrl: config.database.url,
+    dataDir: config.database.url === undefined ? config.database.dataDir : undefined,
+    production: process.env.NODE_ENV === 'production',
+  });
+  try {
+    const result = await verifyAuditLog(db, { signingKeys: { keys: keys.jwks.keys }, peerKeys });
+    if (!result.ok) {
+      console.error(`audit log INCONSISTENT: ${result.problem}`);
+      process.exitCode = 1;
+      return;
+    }
+    console.log(`audit log consistent: ${result.size} entries, ${result.checkpoints} checkpoints, ${result.witnesses} witness records verified`);
+  } finally {
+    await db.close();
+  }
+}
+
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
+  audit: cmdAudit,
   serve: cmdServe,
   migrate: cmdMigrate,
   pki: cmdPki,

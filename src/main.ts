@@ -9,11 +9,11 @@ import { buildGateway, type Gateway } from './app.js';
 import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { PeerClient } from './crossborder/peer-client.js';
-import { DbReplayStore } from './crossborder/replay-store.js';
 import { createLogger } from './http/logger.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import type { Db } from './storage/db.js';
 import { migrationsDir, runMigrations } from './storage/migrate.js';
+import { createServices } from './services.js';
 import { openDb } from './storage/open.js';
 import { loadGatewayKeys, type GatewayKeys } from './trust/keys.js';
 import { TrustStore } from './trust/trust-store.js';
@@ -84,6 +84,7 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
     log: (msg, extra) => logger.warn(extra ?? {}, msg),
   });
   const timers: NodeJS.Timeout[] = [];
+  const stoppers: Array<() => void> = [];
   try {
     const { applied } = await runMigrations(db, migrationsDir(), (msg, extra) => logger.info(extra ?? {}, msg));
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
@@ -92,10 +93,12 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
     const outcome = await trust.load();
     if (outcome === 'rejected') logger.error('no valid trust list at start; peer traffic is refused until one loads');
     trust.startAutoRefresh(config.trustList.refreshSeconds * 1000);
-    peerClient = await createPeerClient(config, keys, trust);
-    const replay = new DbReplayStore(db);
+    const services = await createServices({ config, db, keys, trust, metrics, logger });
+    peerClient = services.peers;
     const purge = setInterval(() => {
-      replay.purgeExpired().catch((err: unknown) => logger.warn({ err }, 'replay cache purge failed'));
+      const now = new Date();
+      services.replay.purgeExpired().catch((err: unknown) => logger.warn({ err }, 'replay cache purge failed'));
+      services.refs.purgeExpired(now).catch((err: unknown) => logger.warn({ err }, 'patient reference purge failed'));
     }, REPLAY_PURGE_MS);
     purge.unref();
     timers.push(purge);
@@ -105,7 +108,13 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
       readFile(config.peer.tls.keyFile),
       readFile(config.peer.tls.caFile),
     ]);
-    const gateway = await buildGateway({ config, db, logger, metrics, keys, trust, replay, peerTls: { cert, key, ca } });
+    const checkpoints = services.auditLog.startCheckpointing({
+      everyEntries: 100,
+      everyMs: 30_000,
+      onError: (err) => logger.warn({ err }, 'audit checkpoint failed'),
+    });
+    stoppers.push(() => checkpoints.stop());
+    const gateway = await buildGateway({ config, db, logger, metrics, keys, trust, services, peerTls: { cert, key, ca } });
     await gateway.api.listen({ host: config.api.host, port: config.api.port });
     await gateway.peer.listen({
       host: config.peer.host,
@@ -121,6 +130,7 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
       stopping ??= (async () => {
         trust.stop();
         for (const t of timers) clearInterval(t);
+        for (const s of stoppers) s();
         // Fastify's close() stops accepting, lets in-flight requests finish, then resolves.
         await Promise.allSettled([gateway.api.close(), gateway.peer.close()]);
         await client.close();
@@ -132,6 +142,7 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
   } catch (e) {
     trust.stop();
     for (const t of timers) clearInterval(t);
+    for (const s of stoppers) s();
     await peerClient?.close();
     await db.close().catch(() => undefined);
     throw e;

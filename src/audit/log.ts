@@ -272,7 +272,7 @@ export class AuditLog {
   readonly #signingKey: SigningKey | undefined;
   readonly #now: () => Date;
   /** Cache of committed leaf hashes; always topped up from the database before use. */
-  readonly #tree = new MerkleTree();
+  #tree = new MerkleTree();
   #syncing: Promise<void> | undefined;
   #schedule: { stop: () => void; kick: () => void } | undefined;
 
@@ -338,6 +338,15 @@ export class AuditLog {
   }
 
   async #readNewLeaves(): Promise<void> {
+    // The cache must describe what the database holds now. If its newest leaf is gone or differs
+    // (a restored backup, manual tampering), rebuild from the database rather than sign over leaves
+    // that no longer exist: a rollback must show in our checkpoints, where peers' witnesses see it.
+    const cached = this.#tree.size;
+    if (cached > 0) {
+      const { rows } = await this.#db.query<LeafRow>('SELECT seq, leaf_hash FROM audit_log WHERE seq = $1', [cached - 1]);
+      const row = rows[0];
+      if (row === undefined || !toBuffer(row.leaf_hash, 'leaf_hash').equals(this.#tree.leafHash(cached - 1))) this.#tree = new MerkleTree();
+    }
     for (;;) {
       const from = this.#tree.size;
       const { rows } = await this.#db.query<LeafRow>('SELECT seq, leaf_hash FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2', [from, SYNC_BATCH]);

@@ -13,6 +13,8 @@ export interface Metrics {
   readonly trustListSequence: Gauge;
   /** TLS handshakes the peer listener refused (no, untrusted or expired client certificate...). */
   readonly peerTlsRefusals: Counter<'reason'>;
+  /** A peer's audit checkpoint was refused (rollback, fork, bad proof): someone rewrote history. */
+  readonly witnessRefusals: Counter<'peer' | 'reason'>;
   readonly trustListNextUpdate: Gauge;
 }
 
@@ -45,6 +47,12 @@ export function createMetrics(opts: { country: string; defaultMetrics?: boolean 
       name: 'ncpeh_peer_tls_refusals_total',
       help: 'TLS handshakes refused on the peer listener, by OpenSSL reason code',
       labelNames: ['reason'],
+      registers: [registry],
+    }),
+    witnessRefusals: new Counter({
+      name: 'ncpeh_audit_witness_refusals_total',
+      help: "Peer audit checkpoints refused as inconsistent with what we witnessed before (alert on any)",
+      labelNames: ['peer', 'reason'],
       registers: [registry],
     }),
     trustListSequence: new Gauge({
