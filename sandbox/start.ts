@@ -10,6 +10,10 @@ import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { initPki } from '../src/trust/pki.js';
+import { ensureSandboxClient } from './clients.js';
+import { ConfigSchema } from '../src/config/schema.js';
+import { ehrClientId, startCountryEid, type CountryEid } from './eid.js';
+import { startFhirServer, type RunningFhirServer } from './fhir-server.js';
 import { writeSandboxTrustList } from './trust-list.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -17,9 +21,10 @@ const SANDBOX = join(ROOT, '.sandbox');
 const READY_TIMEOUT_MS = 90_000;
 
 interface CountryPlan {
-  readonly country: string;
+  readonly country: 'DK' | 'ES';
   readonly configFile: string;
   readonly ncpId: string;
+  readonly fhirPort: number;
   readonly apiUrl: string;
   readonly peerUrl: string;
 }
@@ -28,15 +33,18 @@ function say(line: string): void {
   process.stdout.write(`[sandbox] ${line}\n`);
 }
 
-async function planFor(country: string): Promise<CountryPlan> {
+async function planFor(country: 'DK' | 'ES'): Promise<CountryPlan> {
   const configFile = join(ROOT, 'config', `${country.toLowerCase()}.json`);
-  const raw = JSON.parse(await readFile(configFile, 'utf8')) as { ncpId: string; api: { host?: string; port: number }; peer: { host?: string; port: number } };
+  // The schema alone (files under .sandbox/ may not exist yet); `ncpeh serve` does the full load.
+  const raw = ConfigSchema.parse(JSON.parse(await readFile(configFile, 'utf8')));
+  if (raw.nationalFhir === undefined) throw new Error(`${configFile}: the sandbox needs nationalFhir.baseUrl`);
   return {
     country,
     configFile,
+    fhirPort: Number(new URL(raw.nationalFhir.baseUrl).port),
     ncpId: raw.ncpId,
-    apiUrl: `http://${raw.api.host ?? '127.0.0.1'}:${raw.api.port}`,
-    peerUrl: `https://${raw.peer.host ?? '127.0.0.1'}:${raw.peer.port}`,
+    apiUrl: `http://${raw.api.host}:${raw.api.port}`,
+    peerUrl: `https://${raw.peer.host}:${raw.peer.port}`,
   };
 }
 
@@ -75,13 +83,28 @@ async function waitReady(plan: CountryPlan, child: ChildProcess): Promise<void> 
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const plans = await Promise.all(['DK', 'ES'].map(planFor));
+  const plans = await Promise.all((['DK', 'ES'] as const).map(planFor));
   await mkdir(SANDBOX, { recursive: true, mode: 0o700 });
 
   say('preparing the development PKI (.sandbox/pki) ...');
   const pki = await initPki({ outDir: join(SANDBOX, 'pki'), countries: plans.map((p) => p.country) });
   say('signing the sandbox trust list (.sandbox/trust-list.jws) ...');
   await writeSandboxTrustList({ pki, countries: plans, outFile: join(SANDBOX, 'trust-list.jws') });
+
+  const services: Array<{ close(): Promise<void> }> = [];
+  const fhir = new Map<string, RunningFhirServer>();
+  const eid = new Map<string, CountryEid>();
+  for (const plan of plans) {
+    say(`starting the ${plan.country} national FHIR server (seeded) ...`);
+    const server = await startFhirServer({ port: plan.fhirPort, seed: plan.country });
+    fhir.set(plan.country, server);
+    services.push(server);
+    say(`starting the ${plan.country} national eID providers (OpenID Connect, eIDAS SAML) ...`);
+    await ensureSandboxClient(SANDBOX, ehrClientId(plan.country));
+    const providers = await startCountryEid({ country: plan.country, sandboxDir: SANDBOX, gatewayApiUrl: plan.apiUrl });
+    eid.set(plan.country, providers);
+    services.push(providers);
+  }
 
   const children = new Map<string, ChildProcess>();
   let stopping = false;
@@ -104,6 +127,7 @@ async function main(): Promise<void> {
             }),
         ),
       );
+      await Promise.allSettled(services.map((svc) => svc.close()));
     }
     process.exit(code);
   };
@@ -133,10 +157,22 @@ async function main(): Promise<void> {
     say(`${plan.country} gateway ready`);
   }
 
-  const endpoints = { countries: Object.fromEntries(plans.map((p) => [p.country, { api: p.apiUrl, peer: p.peerUrl }])) };
+  const endpoints = {
+    countries: Object.fromEntries(
+      plans.map((p) => [
+        p.country,
+        { api: p.apiUrl, peer: p.peerUrl, fhir: fhir.get(p.country)?.baseUrl, oidc: eid.get(p.country)?.oidcIssuer, saml: eid.get(p.country)?.samlUrl },
+      ]),
+    ),
+  };
   await writeFile(join(SANDBOX, 'endpoints.json'), `${JSON.stringify(endpoints, null, 2)}\n`);
   say(`all parts ready in ${((Date.now() - started) / 1000).toFixed(1)} s; endpoints in .sandbox/endpoints.json:`);
-  for (const p of plans) say(`  ${p.country}: api ${p.apiUrl}   peer (mutual TLS) ${p.peerUrl}`);
+  for (const p of plans) {
+    say(`  ${p.country}: api ${p.apiUrl}   peer (mutual TLS) ${p.peerUrl}`);
+    say(`      national FHIR ${fhir.get(p.country)?.baseUrl ?? '-'}   eID: OIDC ${eid.get(p.country)?.oidcIssuer ?? '-'}   SAML ${eid.get(p.country)?.samlUrl ?? '-'}/sso?person=...`);
+  }
+  say('test logins: citizen Kenneth (DK CPR 0201609995) at the DK OIDC provider; professionals, e.g.');
+  say('  ES/ES/12345678Z Dr. Ana García (physician), ES/ES/23456789D nurse, ES/ES/34567890V dentist, ES/ES/45678901G pharmacist');
   say('press Ctrl-C to stop');
 }
 

@@ -5,7 +5,7 @@ import { MemoryReplayStore } from '../src/crossborder/replay-store.js';
 import { GatewayError, type ErrorCode } from '../src/http/errors.js';
 import { LOA_URIS } from '../src/identity/eid.js';
 import { createOidcProvider, type OidcProvider, type OidcProviderOptions } from '../src/identity/oidc.js';
-import { followLoginRedirects, generateSigningKey, mintIdToken, startOidcOp, type MintOptions, type OpSigningKey } from './helpers/oidc-op.js';
+import { followLoginRedirects, generateSigningKey, mintIdToken, startOidcOp, type MintOptions, type OpSigningKey } from '../sandbox/oidc-op.js';
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: a Danish citizen eID provider (a real oidc-provider on loopback) with two clients: the

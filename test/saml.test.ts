@@ -6,8 +6,8 @@ import { MemoryReplayStore } from '../src/crossborder/replay-store.js';
 import { GatewayError } from '../src/http/errors.js';
 import { EIDAS_NATURAL_PERSON, XMLDSIG, createSamlVerifier } from '../src/identity/saml.js';
 import type { SamlVerifier, SamlVerifierOptions } from '../src/identity/saml.js';
-import { STATUS, attacks, createSamlIdp, createSigningKey, fromBase64, toBase64 } from './helpers/saml-idp.js';
-import type { ResponseOptions, SamlIdp, SamlSigningKey } from './helpers/saml-idp.js';
+import { STATUS, attacks, createSamlIdp, createSigningKey, fromBase64, toBase64 } from '../sandbox/saml-idp.js';
+import type { ResponseOptions, SamlIdp, SamlSigningKey } from '../sandbox/saml-idp.js';
 
 const IDP_ENTITY_ID = 'https://eidas.es.sandbox/EidasNode/ConnectorMetadata';
 const SP_ENTITY_ID = 'https://ncp.dk.sandbox/saml/metadata';

@@ -9,12 +9,12 @@ import { urlWithSearchPath } from './db.js';
 import type { Logger } from 'pino';
 import type { GatewayDeps } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
-import { DbReplayStore } from '../../src/crossborder/replay-store.js';
 import { createLogger } from '../../src/http/logger.js';
 import { createMetrics } from '../../src/http/metrics.js';
 import { createTrustStore, startGateway, type RunningGateway } from '../../src/main.js';
 import type { Db } from '../../src/storage/db.js';
 import { loadGatewayKeys } from '../../src/trust/keys.js';
+import { createServices } from '../../src/services.js';
 import type { TestDeployment } from './deployment.js';
 
 export interface LogCapture {
@@ -93,5 +93,6 @@ export async function testGatewayDeps(deployment: TestDeployment, country: strin
   const metrics = createMetrics({ country, defaultMetrics: false });
   const trust = await createTrustStore(config, logger, metrics);
   await trust.load();
-  return { config, db, logger, metrics, keys: await loadGatewayKeys(config.keys), trust, replay: new DbReplayStore(db) };
+  const keys = await loadGatewayKeys(config.keys);
+  return { config, db, logger, metrics, keys, trust, services: await createServices({ config, db, keys, trust, metrics, logger }) };
 }

@@ -15,10 +15,10 @@ import { randomBytes, webcrypto } from 'node:crypto';
 import { DOMParser, Element, XMLSerializer } from '@xmldom/xmldom';
 import type { Document } from '@xmldom/xmldom';
 import { SignedXml } from 'xml-crypto';
-import { LOA_URIS } from '../../src/identity/eid.js';
-import type { LevelOfAssurance } from '../../src/identity/eid.js';
-import { ECDSA_SIGNATURE_ALGORITHMS, EIDAS_NATURAL_PERSON, XMLDSIG } from '../../src/identity/saml.js';
-import { loadX509 } from '../../src/trust/pki.js';
+import { LOA_URIS } from '../src/identity/eid.js';
+import type { LevelOfAssurance } from '../src/identity/eid.js';
+import { ECDSA_SIGNATURE_ALGORITHMS, EIDAS_NATURAL_PERSON, XMLDSIG } from '../src/identity/saml.js';
+import { loadX509 } from '../src/trust/pki.js';
 
 export const SAML_NS = {
   protocol: 'urn:oasis:names:tc:SAML:2.0:protocol',
@@ -69,7 +69,7 @@ export async function createSigningKey(opts: SigningKeyOptions = {}): Promise<Sa
   const keys = await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
   const now = opts.now ?? new Date();
   const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f;
+  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x01;
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
     {
       serialNumber: serial.toString('hex'),

@@ -13,7 +13,7 @@
 import { createHmac, generateKeyPairSync, randomBytes, sign, constants, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import Provider, { type Account, type ClientMetadata, type Configuration, type InteractionDetails } from 'oidc-provider';
-import { LOA_URIS } from '../../src/identity/eid.js';
+import { LOA_URIS } from '../src/identity/eid.js';
 
 // ---------------------------------------------------------------------------------------------
 // Keys and token minting
