@@ -9,6 +9,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { generateDataKeyFile } from '../src/outbox/data-keys.js';
 import { initPki } from '../src/trust/pki.js';
 import { ensureSandboxClient } from './clients.js';
 import { ConfigSchema } from '../src/config/schema.js';
@@ -90,6 +91,15 @@ async function main(): Promise<void> {
   const pki = await initPki({ outDir: join(SANDBOX, 'pki'), countries: plans.map((p) => p.country) });
   say('signing the sandbox trust list (.sandbox/trust-list.jws) ...');
   await writeSandboxTrustList({ pki, countries: plans, outFile: join(SANDBOX, 'trust-list.jws') });
+
+  for (const plan of plans) {
+    const file = join(SANDBOX, 'data-keys', `${plan.country.toLowerCase()}-data-1.key`);
+    await mkdir(join(SANDBOX, 'data-keys'), { recursive: true, mode: 0o700 });
+    await generateDataKeyFile(file).catch((e: unknown) => {
+      // Kept across restarts: queued submissions encrypted under it must stay readable.
+      if (!(e instanceof Error && 'code' in e && e.code === 'EEXIST')) throw e;
+    });
+  }
 
   const services: Array<{ close(): Promise<void> }> = [];
   const fhir = new Map<string, RunningFhirServer>();

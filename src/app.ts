@@ -15,12 +15,15 @@ import { accessLogRoutes, checkpointForPeer } from './audit/routes.js';
 import { consentRoutes } from './consent/routes.js';
 import { consumerRoutes } from './crossborder/consumer-routes.js';
 import { discoveryOperation, summaryOperation } from './crossborder/provider.js';
+import { documentsOperation, gpNotifier } from './crossborder/receiver.js';
+import { submissionRoutes } from './outbox/routes.js';
 import { healthRoutes, type ReadinessCheck } from './health/routes.js';
 import type { GuardOptions } from './identity/guards.js';
 import { authRoutes, type SignInEvent } from './identity/routes.js';
 import type { GatewayServices } from './services.js';
 import { registerCommon, serverOptions } from './http/common.js';
 import type { Metrics } from './http/metrics.js';
+import { registerOpenApi } from './http/openapi.js';
 import type { Db } from './storage/db.js';
 import type { GatewayKeys } from './trust/keys.js';
 import { PEER_CIPHERS, PEER_TLS_MIN_VERSION } from './trust/peer-tls.js';
@@ -43,6 +46,8 @@ export interface GatewayDeps {
   readonly services: GatewayServices;
   /** Extra readiness checks beyond the database and the trust list. */
   readonly readiness?: readonly ReadinessCheck[];
+  /** Called when a submission was queued (main.ts kicks the outbox worker). */
+  readonly onQueued?: () => void;
   /** Peer operations beyond the built-in ping. */
   readonly peerOperations?: readonly PeerOperation[];
   /**
@@ -111,6 +116,7 @@ export async function buildApiApp(deps: GatewayDeps): Promise<FastifyInstance> {
     ...serverOptions(),
   });
   await registerCommon(app, { listener: 'api', metrics: deps.metrics });
+  await registerOpenApi(app, { country: deps.config.country, publicUrl: deps.config.api.publicUrl });
   await app.register(healthRoutes, { checks: readinessChecks(deps), metrics: deps.metrics });
   await app.register(jwksRoutes, { keys: deps.keys });
   await app.register(cookie);
@@ -144,6 +150,14 @@ export async function buildApiApp(deps: GatewayDeps): Promise<FastifyInstance> {
       ),
   });
   await app.register(accessLogRoutes, { guard: guardOptions(deps), log: services.auditLog, ourNcpId: deps.config.ncpId });
+  await app.register(submissionRoutes, {
+    guard: guardOptions(deps),
+    ourCountry: deps.config.country,
+    store: services.submissions,
+    audit: services.audit,
+    maxBodyBytes: deps.config.submissions.maxBodyBytes,
+    ...(deps.onQueued === undefined ? {} : { onQueued: deps.onQueued }),
+  });
   await app.register(consumerRoutes, {
     guard: guardOptions(deps),
     ourCountry: deps.config.country,
@@ -167,7 +181,16 @@ function providerOperations(deps: GatewayDeps): PeerOperation[] {
     trustList: () => deps.trust.require(),
     now: deps.now ?? (() => new Date()),
   };
-  return [discoveryOperation(providerDeps), summaryOperation(providerDeps)];
+  return [
+    discoveryOperation(providerDeps),
+    summaryOperation(providerDeps),
+    documentsOperation({
+      ...providerDeps,
+      db: deps.db,
+      signingKey: deps.keys.signing,
+      notify: gpNotifier(national, deps.config.submissions.webhookUrl, deps.logger),
+    }),
+  ];
 }
 
 export async function buildPeerApp(deps: GatewayDeps): Promise<FastifyInstance> {

@@ -13,6 +13,7 @@ import { createLogger } from './http/logger.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import type { Db } from './storage/db.js';
 import { migrationsDir, runMigrations } from './storage/migrate.js';
+import { OutboxWorker } from './outbox/outbox.js';
 import { createServices } from './services.js';
 import { openDb } from './storage/open.js';
 import { loadGatewayKeys, type GatewayKeys } from './trust/keys.js';
@@ -114,7 +115,27 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
       onError: (err) => logger.warn({ err }, 'audit checkpoint failed'),
     });
     stoppers.push(() => checkpoints.stop());
-    const gateway = await buildGateway({ config, db, logger, metrics, keys, trust, services, peerTls: { cert, key, ca } });
+    const worker = new OutboxWorker({
+      store: services.submissions,
+      peers: services.peers,
+      log: logger.child({ component: 'outbox' }),
+      onDelivered: async (row) => {
+        metrics.deliveries.inc({ peer: row.country });
+      },
+      onDeadLetter: (row) => metrics.deadLetters.inc({ peer: row.country }),
+      baseDelaySeconds: config.submissions.retry.baseDelaySeconds,
+      maxDelaySeconds: config.submissions.retry.maxDelaySeconds,
+      breakerThreshold: config.submissions.retry.breakerThreshold,
+      breakerOpenMs: config.submissions.retry.breakerOpenSeconds * 1000,
+    });
+    worker.start();
+    stoppers.push(() => void worker.stop());
+    const retention = setInterval(() => {
+      services.submissions.purgeDelivered(config.submissions.retentionHours).catch((err: unknown) => logger.warn({ err }, 'submission purge failed'));
+    }, 15 * 60_000);
+    retention.unref();
+    timers.push(retention);
+    const gateway = await buildGateway({ config, db, logger, metrics, keys, trust, services, peerTls: { cert, key, ca }, onQueued: () => worker.kick() });
     await gateway.api.listen({ host: config.api.host, port: config.api.port });
     await gateway.peer.listen({
       host: config.peer.host,

@@ -15,6 +15,8 @@ import { PeerClient } from './crossborder/peer-client.js';
 import { DbReplayStore } from './crossborder/replay-store.js';
 import { createIdentityServices, type IdentityServices } from './identity/services.js';
 import { NationalFhir } from './national/fhir.js';
+import { loadDataKeys } from './outbox/data-keys.js';
+import { SubmissionStore } from './outbox/outbox.js';
 import type { Db } from './storage/db.js';
 import type { Metrics } from './http/metrics.js';
 import type { GatewayKeys } from './trust/keys.js';
@@ -30,6 +32,7 @@ export interface GatewayServices {
   /** Absent when no national FHIR server is configured: the gateway then only consumes. */
   readonly national: NationalFhir | undefined;
   readonly peers: PeerClient;
+  readonly submissions: SubmissionStore;
 }
 
 const WitnessedCheckpoint = z
@@ -99,5 +102,6 @@ export async function createServices(opts: {
         ? undefined
         : new NationalFhir({ baseUrl: config.nationalFhir.baseUrl, timeoutMs: config.nationalFhir.timeoutMs, summaryMode: config.nationalFhir.summaryMode }),
     peers,
+    submissions: new SubmissionStore(db, await loadDataKeys(config.dataKeys)),
   };
 }

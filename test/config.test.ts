@@ -9,7 +9,7 @@ import { ConfigError, loadConfig, parseConfig } from '../src/config/load.js';
 async function fixtureDir(): Promise<{ dir: string; doc: Record<string, unknown> }> {
   const dir = await mkdtemp(join(tmpdir(), 'ncpeh-config-'));
   await mkdir(join(dir, 'keys'));
-  for (const f of ['server.crt', 'server.key', 'client.crt', 'client.key', 'ca.crt', 'sig.jwk', 'enc.jwk', 'anchor.jwk', 'list.jws']) {
+  for (const f of ['server.crt', 'server.key', 'client.crt', 'client.key', 'ca.crt', 'sig.jwk', 'enc.jwk', 'anchor.jwk', 'list.jws', 'data.key']) {
     await writeFile(join(dir, 'keys', f), 'x');
   }
   const doc = {
@@ -22,6 +22,7 @@ async function fixtureDir(): Promise<{ dir: string; doc: Record<string, unknown>
     },
     keys: { signingKeyFile: 'keys/sig.jwk', encryptionKeyFiles: ['keys/enc.jwk'] },
     trustList: { file: 'keys/list.jws', anchorKeyFiles: ['keys/anchor.jwk'] },
+    dataKeys: [{ id: 'k1', file: 'keys/data.key' }],
   };
   return { dir, doc };
 }

@@ -55,6 +55,7 @@ const FILE_FIELDS: ReadonlyArray<(c: Config) => Array<[string, string]>> = [
       o.clientSecretFile === undefined ? [] : [[`eid.oidc.${i}.clientSecretFile`, o.clientSecretFile]],
     ),
   (c) => c.clients.map((cl, i): [string, string] => [`clients.${i}.jwksFile`, cl.jwksFile]),
+  (c) => c.dataKeys.map((k, i): [string, string] => [`dataKeys.${i}.file`, k.file]),
 ];
 
 function isObject(v: Json | undefined): v is JsonObject {
@@ -112,6 +113,7 @@ function resolveFiles(config: Config, baseDir: string, problems: ConfigProblem[]
     o.clientSecretFile === undefined ? o : { ...o, clientSecretFile: abs(o.clientSecretFile) },
   );
   resolved.clients = config.clients.map((cl) => ({ ...cl, jwksFile: abs(cl.jwksFile) }));
+  resolved.dataKeys = config.dataKeys.map((k) => ({ ...k, file: abs(k.file) }));
   if (config.database.url === undefined && config.database.dataDir !== 'memory://') {
     resolved.database.dataDir = abs(config.database.dataDir);
   }

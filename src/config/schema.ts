@@ -165,6 +165,28 @@ export const ConfigSchema = z
       })
       .strict()
       .optional(),
+    dataKeys: z
+      .array(z.object({ id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/), file: filePath }).strict())
+      .min(1)
+      .describe('AES-256-GCM keys (32 bytes, base64 files) encrypting health data at rest; the first is current'),
+    submissions: z
+      .object({
+        retentionHours: z.number().int().min(0).max(24 * 365).default(168).describe('Keep delivered payloads this long, then purge them'),
+        maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(2 * 1024 * 1024),
+        maxAgeHours: z.number().int().min(1).max(24 * 30).default(72).describe('A receiver accepts deliveries submitted at most this long ago'),
+        webhookUrl: z.url({ protocol: /^https?$/ }).optional().describe('Notified (ids only, no health data) when a document from abroad is registered'),
+        retry: z
+          .object({
+            baseDelaySeconds: z.number().int().min(1).max(3600).default(2),
+            maxDelaySeconds: z.number().int().min(1).max(86400).default(300),
+            breakerThreshold: z.number().int().min(1).max(1000).default(5).describe('Consecutive transient failures that open a peer\'s circuit'),
+            breakerOpenSeconds: z.number().int().min(1).max(3600).default(30),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
     policy: z
       .object({
         clockSkewSeconds: z.number().int().min(0).max(300).default(60),

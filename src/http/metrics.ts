@@ -15,6 +15,9 @@ export interface Metrics {
   readonly peerTlsRefusals: Counter<'reason'>;
   /** A peer's audit checkpoint was refused (rollback, fork, bad proof): someone rewrote history. */
   readonly witnessRefusals: Counter<'peer' | 'reason'>;
+  /** Submissions parked as dead letters (refused permanently by the receiver): alert on any. */
+  readonly deadLetters: Counter<'peer'>;
+  readonly deliveries: Counter<'peer'>;
   readonly trustListNextUpdate: Gauge;
 }
 
@@ -53,6 +56,18 @@ export function createMetrics(opts: { country: string; defaultMetrics?: boolean 
       name: 'ncpeh_audit_witness_refusals_total',
       help: "Peer audit checkpoints refused as inconsistent with what we witnessed before (alert on any)",
       labelNames: ['peer', 'reason'],
+      registers: [registry],
+    }),
+    deadLetters: new Counter({
+      name: 'ncpeh_outbox_dead_letters_total',
+      help: 'Submissions refused permanently by the receiving country (kept, flagged failed)',
+      labelNames: ['peer'],
+      registers: [registry],
+    }),
+    deliveries: new Counter({
+      name: 'ncpeh_outbox_deliveries_total',
+      help: 'Submissions delivered with a signed receipt',
+      labelNames: ['peer'],
       registers: [registry],
     }),
     trustListSequence: new Gauge({

@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSandboxTrustList } from '../../sandbox/trust-list.js';
+import { generateDataKeyFile } from '../../src/outbox/data-keys.js';
 import { initPki, type PkiLayout } from '../../src/trust/pki.js';
 
 /** A port the OS just handed out; the trust list must name peer ports before the gateways start. */
@@ -44,6 +45,7 @@ export function configDocument(pki: PkiLayout, country: string, trustListFile: s
     },
     keys: { signingKeyFile: c.signingJwk, encryptionKeyFiles: [c.encryptionJwk] },
     trustList: { file: trustListFile, anchorKeyFiles: [pki.ca.signingPubJwk] },
+    dataKeys: [{ id: `${country.toLowerCase()}-data-1`, file: join(pki.outDir, '..', `${country.toLowerCase()}-data-1.key`) }],
     log: { level: 'info' },
     ...extra,
   };
@@ -68,6 +70,7 @@ export async function createTestDeployment(opts: { countries?: string[]; listed?
     outFile: trustListFile,
   });
   for (const cc of countries) {
+    await generateDataKeyFile(join(dir, `${cc.toLowerCase()}-data-1.key`));
     const doc = configDocument(pki, cc, trustListFile);
     doc.peer = { ...(doc.peer as Record<string, unknown>), port: peerPorts[cc] };
     await writeFile(join(dir, `${cc.toLowerCase()}.json`), JSON.stringify(doc, null, 2));

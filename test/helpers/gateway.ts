@@ -33,38 +33,62 @@ export function memoryLog(): LogCapture {
   return { stream, lines };
 }
 
+export interface TestDatabase {
+  readonly env: NodeJS.ProcessEnv;
+  drop(): Promise<void>;
+}
+
+/**
+ * @param database a database to use (and keep) across restarts; by default a fresh one that is
+ *   dropped when the gateway stops
+ */
 export async function startTestGateway(
   deployment: TestDeployment,
   country: string,
   env: NodeJS.ProcessEnv = {},
+  database?: TestDatabase,
 ): Promise<RunningGateway & { log: LogCapture }> {
-  const database = await isolatedDatabase();
-  const config = loadConfig(deployment.configFile(country), { NCPEH_DATA_DIR: 'memory://', ...database.env, ...env });
-  const log = memoryLog();
-  const logger = createLogger({ level: 'info', country, destination: log.stream });
-  let running: RunningGateway;
-  try {
-    running = await startGateway(config, logger);
-  } catch (e) {
-    await database.drop();
+  if (database !== undefined) return startWithDatabase(deployment, country, env, database);
+  const fresh = await isolatedDatabase();
+  const running = await startWithDatabase(deployment, country, env, fresh).catch(async (e: unknown) => {
+    await fresh.drop();
     throw e;
-  }
+  });
   const stopGateway = running.stop;
   return {
     ...running,
-    log,
     stop: async () => {
       await stopGateway();
-      await database.drop();
+      await fresh.drop();
     },
   };
+}
+
+async function startWithDatabase(
+  deployment: TestDeployment,
+  country: string,
+  env: NodeJS.ProcessEnv,
+  database: TestDatabase,
+): Promise<RunningGateway & { log: LogCapture }> {
+  const config = loadConfig(deployment.configFile(country), { NCPEH_DATA_DIR: 'memory://', ...database.env, ...env });
+  const log = memoryLog();
+  const logger = createLogger({ level: 'info', country, destination: log.stream });
+  const running = await startGateway(config, logger);
+  return { ...running, log };
+}
+
+/** A database that outlives gateway restarts: a PGlite data directory, or a PostgreSQL schema. */
+export async function persistentDatabase(dataDir: string): Promise<TestDatabase> {
+  const url = process.env.DATABASE_URL;
+  if (url === undefined || url === '') return { env: { NCPEH_DATA_DIR: dataDir }, drop: async () => undefined };
+  return isolatedDatabase();
 }
 
 /**
  * With DATABASE_URL (CI's second pass) each gateway gets a fresh schema of its own, as two
  * countries never share a database; otherwise in-memory PGlite.
  */
-async function isolatedDatabase(): Promise<{ env: NodeJS.ProcessEnv; drop(): Promise<void> }> {
+async function isolatedDatabase(): Promise<TestDatabase> {
   const url = process.env.DATABASE_URL;
   if (url === undefined || url === '') return { env: {}, drop: async () => undefined };
   const schema = `g_${randomBytes(8).toString('hex')}`;

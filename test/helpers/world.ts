@@ -11,7 +11,8 @@ import { ehrClientId, portalClientId, startCountryEid, type CountryEid } from '.
 import { startFhirServer, type RunningFhirServer } from '../../sandbox/fhir-server.js';
 import { followLoginRedirects } from '../../sandbox/oidc-op.js';
 import { createTestDeployment, freePort, type TestDeployment } from './deployment.js';
-import { startTestGateway } from './gateway.js';
+import { join } from 'node:path';
+import { persistentDatabase, startTestGateway, type TestDatabase } from './gateway.js';
 
 type Running = Awaited<ReturnType<typeof startTestGateway>>;
 export type WorldCountry = 'DK' | 'ES';
@@ -20,7 +21,8 @@ export const PATIENT_SYSTEMS: Readonly<Record<WorldCountry, string>> = { DK: 'ur
 
 export interface CountryWorld {
   readonly country: WorldCountry;
-  readonly gateway: Running;
+  /** Replaced by `restartGateway`. */
+  gateway: Running;
   readonly apiUrl: string;
   readonly fhir: RunningFhirServer;
   readonly eid: CountryEid;
@@ -38,12 +40,15 @@ export interface World {
   /** Signs a citizen in at `country`'s gateway (OIDC code flow through the real OP); returns the session token. */
   citizenSignIn(country: WorldCountry, personId: string): Promise<string>;
   stopGateway(country: WorldCountry): Promise<void>;
+  /** Starts a stopped gateway again on the same database (needs `persistent: true`). */
+  restartGateway(country: WorldCountry): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startWorld(opts: { breakGlass?: 'allowed' | 'forbidden' } = {}): Promise<World> {
+export async function startWorld(opts: { breakGlass?: 'allowed' | 'forbidden'; persistent?: boolean; fastRetry?: boolean } = {}): Promise<World> {
   const deployment = await createTestDeployment({ countries: ['DK', 'ES'] });
   const parts: Partial<Record<WorldCountry, CountryWorld>> = {};
+  const databases: Partial<Record<WorldCountry, TestDatabase>> = {};
   const closers: Array<() => Promise<void>> = [];
   try {
     for (const country of ['DK', 'ES'] as const) {
@@ -75,9 +80,15 @@ export async function startWorld(opts: { breakGlass?: 'allowed' | 'forbidden' } 
         clients: [{ id: ehrClientId(country), name: `${country} hospital EHR (test)`, scopes: ['hcp-assertion', 'cross-border'], jwksFile: client.jwksFile }],
         citizen: { patientIdentifierSystem: PATIENT_SYSTEMS[country], sessionTtlSeconds: 3600, secureCookies: false },
         policy: { clockSkewSeconds: 60, breakGlass: opts.breakGlass ?? 'forbidden', hcpAssertionTtlSeconds: 3600 },
+        ...(opts.fastRetry === true ? { submissions: { retry: { baseDelaySeconds: 1, maxDelaySeconds: 2, breakerThreshold: 3, breakerOpenSeconds: 1 } } } : {}),
       });
       await writeFile(configFile, JSON.stringify(doc, null, 2));
-      const gateway = await startTestGateway(deployment, country);
+      const database = opts.persistent === true ? await persistentDatabase(join(deployment.dir, `data-${lc}`)) : undefined;
+      if (database !== undefined) {
+        databases[country] = database;
+        closers.push(() => database.drop());
+      }
+      const gateway = await startTestGateway(deployment, country, {}, database);
       closers.push(() => gateway.stop());
       parts[country] = { country, gateway, apiUrl, fhir, eid, client };
     }
@@ -135,6 +146,13 @@ export async function startWorld(opts: { breakGlass?: 'allowed' | 'forbidden' } 
       stopped.add(c);
       await of(c).gateway.stop();
     },
+    async restartGateway(c) {
+      const database = databases[c];
+      if (database === undefined) throw new Error('restartGateway needs startWorld({ persistent: true })');
+      if (!stopped.has(c)) throw new Error(`${c} is running`);
+      of(c).gateway = await startTestGateway(deployment, c, {}, database);
+      stopped.delete(c);
+    },
     async close() {
       for (const c of ['DK', 'ES'] as const) {
         if (!stopped.has(c)) {
@@ -146,6 +164,7 @@ export async function startWorld(opts: { breakGlass?: 'allowed' | 'forbidden' } 
         await cw.eid.close().catch(() => undefined);
         await cw.fhir.close().catch(() => undefined);
       }
+      for (const db of Object.values(databases)) await db.drop().catch(() => undefined);
       await deployment.cleanup();
     },
   };

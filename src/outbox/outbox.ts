@@ -1,0 +1,302 @@
+/**
+ * The sender side of data back home: submissions stored durably (encrypted) together with their
+ * delivery state in one row, and a worker that delivers them to the patient's country with retries.
+ * Safe with several replicas on one PostgreSQL: rows are claimed with FOR UPDATE SKIP LOCKED and a
+ * lease measured in database time, so a crashed worker's claim simply expires.
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { GatewayError } from '../http/errors.js';
+import type { Db } from '../storage/db.js';
+import type { PeerClient } from '../crossborder/peer-client.js';
+import { isTransientPeerFailure, PeerRefusedError } from '../crossborder/peer-client.js';
+import type { DataKeys } from './data-keys.js';
+
+export type SubmissionStatus = 'queued' | 'delivering' | 'delivered' | 'failed';
+
+export interface SubmissionView {
+  readonly trackingId: string;
+  readonly status: SubmissionStatus;
+  readonly country: string;
+  readonly submittedAt: Date;
+  readonly attempts: number;
+  readonly deliveredAt: Date | null;
+  readonly receipt: string | null;
+  readonly reason: string | null;
+}
+
+export const ReceiptResultSchema = z.object({ receipt: z.string().min(10).max(16 * 1024) }).strict();
+
+const Payload = z.object({ bundle: z.record(z.string(), z.unknown()), hcp: z.string() }).strict();
+
+type Row = {
+  tracking_id: string;
+  client_id: string;
+  idempotency_key: string;
+  body_hash: string;
+  country: string;
+  patient_ref: string;
+  submitted_at: Date | string;
+  key_id: string | null;
+  payload: Buffer | Uint8Array | null;
+  status: SubmissionStatus;
+  attempts: number | string;
+  last_error: string | null;
+  receipt_jws: string | null;
+  delivered_at: Date | string | null;
+};
+
+function view(r: Row): SubmissionView {
+  return {
+    trackingId: r.tracking_id,
+    status: r.status,
+    country: r.country,
+    submittedAt: new Date(r.submitted_at),
+    attempts: Number(r.attempts),
+    deliveredAt: r.delivered_at === null ? null : new Date(r.delivered_at),
+    receipt: r.receipt_jws,
+    reason: r.status === 'failed' ? r.last_error : null,
+  };
+}
+
+const aadOf = (trackingId: string): string => `ncpeh-submission:${trackingId}`;
+
+export class SubmissionStore {
+  readonly #db: Db;
+  readonly #keys: DataKeys;
+
+  constructor(db: Db, keys: DataKeys) {
+    this.#db = db;
+    this.#keys = keys;
+  }
+
+  /**
+   * Stores a submission and its delivery state in ONE statement (the row is the outbox entry).
+   * The same client and Idempotency-Key with the same body returns the original submission; with a
+   * different body it is a conflict, and nothing is stored.
+   */
+  async submit(input: {
+    clientId: string;
+    idempotencyKey: string;
+    bodyHash: string;
+    country: string;
+    patientRef: string;
+    hcpSubject: string;
+    hcpToken: string;
+    bundle: Record<string, unknown>;
+  }): Promise<{ view: SubmissionView; created: boolean }> {
+    const trackingId = randomUUID();
+    const { keyId, sealed } = this.#keys.encrypt(Buffer.from(JSON.stringify({ bundle: input.bundle, hcp: input.hcpToken }), 'utf8'), aadOf(trackingId));
+    const inserted = await this.#db.query<Row>(
+      `INSERT INTO submissions (tracking_id, client_id, idempotency_key, body_hash, country, patient_ref, hcp_subject, key_id, payload, status)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued')
+       ON CONFLICT (client_id, idempotency_key) DO NOTHING
+       RETURNING *`,
+      [trackingId, input.clientId, input.idempotencyKey, input.bodyHash, input.country, input.patientRef, input.hcpSubject, keyId, sealed],
+    );
+    const row = inserted.rows[0];
+    if (row !== undefined) return { view: view(row), created: true };
+    const existing = await this.#db.query<Row>('SELECT * FROM submissions WHERE client_id = $1 AND idempotency_key = $2', [input.clientId, input.idempotencyKey]);
+    const original = existing.rows[0];
+    if (original === undefined) throw new GatewayError('storage.unavailable', 'idempotency row vanished', { retryAfter: 1 });
+    if (original.body_hash !== input.bodyHash) throw new GatewayError('submission.idempotency-conflict');
+    return { view: view(original), created: false };
+  }
+
+  /** Only the submitting client may read a submission; anyone else gets "no such submission". */
+  async status(trackingId: string, clientId: string): Promise<SubmissionView> {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(trackingId)) throw new GatewayError('submission.not-found');
+    const { rows } = await this.#db.query<Row>('SELECT * FROM submissions WHERE tracking_id = $1 AND client_id = $2', [trackingId, clientId]);
+    const row = rows[0];
+    if (row === undefined) throw new GatewayError('submission.not-found');
+    return view(row);
+  }
+
+  /**
+   * Claims due submissions for delivery: not leased (or lease expired), not for a country whose
+   * circuit is open, and only the oldest undelivered one per patient reference, so a patient's
+   * documents arrive in the order they were submitted.
+   */
+  async claim(limit: number, leaseSeconds: number, skipCountries: readonly string[]): Promise<Row[]> {
+    return this.#db.transaction(async (tx) => {
+      const { rows } = await tx.query<Row>(
+        `UPDATE submissions s SET status = 'delivering', lease_until = now() + make_interval(secs => $2), attempts = s.attempts + 1
+          WHERE s.tracking_id IN (
+            SELECT o.tracking_id FROM submissions o
+             WHERE o.status IN ('queued', 'delivering')
+               AND o.next_attempt_at <= now()
+               AND (o.lease_until IS NULL OR o.lease_until < now())
+               AND NOT (o.country = ANY($3::text[]))
+               AND NOT EXISTS (
+                 SELECT 1 FROM submissions e
+                  WHERE e.country = o.country AND e.patient_ref = o.patient_ref
+                    AND e.status IN ('queued', 'delivering')
+                    AND (e.submitted_at, e.tracking_id) < (o.submitted_at, o.tracking_id))
+             ORDER BY o.submitted_at
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED)
+          RETURNING s.*`,
+        [limit, leaseSeconds, [...skipCountries]],
+      );
+      return rows;
+    });
+  }
+
+  decryptPayload(row: Row): { bundle: Record<string, unknown>; hcp: string } {
+    if (row.payload === null || row.key_id === null) throw new Error(`submission ${row.tracking_id} has no payload`);
+    const plain = this.#keys.decrypt(row.key_id, Buffer.from(row.payload), aadOf(row.tracking_id));
+    return Payload.parse(JSON.parse(plain.toString('utf8')));
+  }
+
+  async markDelivered(trackingId: string, receipt: string): Promise<void> {
+    await this.#db.query(
+      "UPDATE submissions SET status = 'delivered', receipt_jws = $2, delivered_at = now(), lease_until = NULL, last_error = NULL WHERE tracking_id = $1",
+      [trackingId, receipt],
+    );
+  }
+
+  async markRetry(trackingId: string, delaySeconds: number, error: string): Promise<void> {
+    await this.#db.query(
+      "UPDATE submissions SET status = 'queued', next_attempt_at = now() + make_interval(secs => $2), lease_until = NULL, last_error = $3 WHERE tracking_id = $1",
+      [trackingId, delaySeconds, error],
+    );
+  }
+
+  /** Dead letter: kept (never deleted undelivered), flagged failed with the reason. */
+  async markFailed(trackingId: string, error: string): Promise<void> {
+    await this.#db.query("UPDATE submissions SET status = 'failed', lease_until = NULL, last_error = $2 WHERE tracking_id = $1", [trackingId, error]);
+  }
+
+  /** Purges payloads of delivered submissions after the retention window; undelivered data stays. */
+  async purgeDelivered(retentionHours: number): Promise<number> {
+    const { rowCount } = await this.#db.query(
+      "UPDATE submissions SET payload = NULL, key_id = NULL WHERE status = 'delivered' AND payload IS NOT NULL AND delivered_at < now() - make_interval(hours => $1)",
+      [retentionHours],
+    );
+    return rowCount;
+  }
+
+  async queueDepth(): Promise<number> {
+    const { rows } = await this.#db.query<{ n: string | number }>("SELECT count(*) AS n FROM submissions WHERE status IN ('queued', 'delivering')");
+    return Number(rows[0]?.n ?? 0);
+  }
+}
+
+export interface WorkerOptions {
+  readonly store: SubmissionStore;
+  readonly peers: PeerClient;
+  readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  readonly onDelivered?: (row: { trackingId: string; country: string; patientRef: string }, receipt: string) => Promise<void>;
+  readonly onDeadLetter?: (row: { trackingId: string; country: string }, reason: string) => void;
+  readonly pollMs?: number;
+  readonly batch?: number;
+  readonly leaseSeconds?: number;
+  readonly baseDelaySeconds?: number;
+  readonly maxDelaySeconds?: number;
+  /** Consecutive transient failures that open a country's circuit, and for how long. */
+  readonly breakerThreshold?: number;
+  readonly breakerOpenMs?: number;
+}
+
+/** Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter"). */
+export function backoffSeconds(attempt: number, base: number, max: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(max, base * 2 ** Math.min(attempt, 20));
+  return Math.max(base, Math.round(ceiling * random()));
+}
+
+export class OutboxWorker {
+  readonly #o: WorkerOptions;
+  readonly #breakers = new Map<string, { failures: number; openUntil: number }>();
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopped = false;
+
+  constructor(opts: WorkerOptions) {
+    this.#o = opts;
+  }
+
+  start(): void {
+    this.#stopped = false;
+    this.#loop();
+  }
+
+  #loop(): void {
+    if (this.#stopped) return;
+    this.#running = this.runOnce()
+      .then(() => undefined)
+      .catch((err: unknown) => this.#o.log.warn({ err }, 'outbox pass failed'))
+      .finally(() => {
+        this.#running = undefined;
+        if (!this.#stopped) {
+          this.#timer = setTimeout(() => this.#loop(), this.#o.pollMs ?? 500);
+          this.#timer.unref();
+        }
+      });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    await this.#running;
+  }
+
+  /** Nudges the worker (e.g. right after a submission) instead of waiting for the next poll. */
+  kick(): void {
+    if (this.#stopped || this.#running !== undefined) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#loop();
+  }
+
+  #openCountries(): string[] {
+    const now = Date.now();
+    return [...this.#breakers.entries()].filter(([, b]) => b.openUntil > now).map(([c]) => c);
+  }
+
+  /** One pass: claim due rows, deliver them concurrently (each country's circuit respected). */
+  async runOnce(): Promise<number> {
+    const rows = await this.#o.store.claim(this.#o.batch ?? 16, this.#o.leaseSeconds ?? 60, this.#openCountries());
+    await Promise.all(rows.map((row) => this.#deliver(row)));
+    return rows.length;
+  }
+
+  async #deliver(row: Awaited<ReturnType<SubmissionStore['claim']>>[number]): Promise<void> {
+    const { store, peers } = this.#o;
+    const attempts = Number(row.attempts);
+    try {
+      const payload = store.decryptPayload(row);
+      const answer = await peers.call(
+        row.country,
+        '/ncp/v1/documents',
+        {
+          hcp: payload.hcp,
+          ref: row.patient_ref,
+          messageId: row.tracking_id,
+          submittedAt: new Date(row.submitted_at).toISOString(),
+          bundle: payload.bundle,
+        },
+        ReceiptResultSchema,
+      );
+      await store.markDelivered(row.tracking_id, answer.payload.receipt);
+      this.#breakers.delete(row.country);
+      await this.#o.onDelivered?.({ trackingId: row.tracking_id, country: row.country, patientRef: row.patient_ref }, answer.payload.receipt);
+    } catch (e) {
+      const reason = e instanceof PeerRefusedError ? `${e.peerStatus} ${e.peerCode ?? ''}`.trim() : e instanceof GatewayError ? e.code : 'internal error';
+      // 409 from the receiver is a conflict of the envelope (e.g. a replayed jti), not of the data:
+      // a fresh envelope on the next attempt resolves it.
+      const transient = isTransientPeerFailure(e) || (e instanceof PeerRefusedError && e.peerStatus === 409) || !(e instanceof GatewayError);
+      if (transient) {
+        const b = this.#breakers.get(row.country) ?? { failures: 0, openUntil: 0 };
+        b.failures += 1;
+        if (b.failures >= (this.#o.breakerThreshold ?? 5)) b.openUntil = Date.now() + (this.#o.breakerOpenMs ?? 30_000);
+        this.#breakers.set(row.country, b);
+        const delay = backoffSeconds(attempts, this.#o.baseDelaySeconds ?? 1, this.#o.maxDelaySeconds ?? 300);
+        await store.markRetry(row.tracking_id, delay, reason);
+        this.#o.log.warn({ trackingId: row.tracking_id, country: row.country, attempts, delay, reason }, 'delivery failed; will retry');
+      } else {
+        await store.markFailed(row.tracking_id, reason);
+        this.#o.onDeadLetter?.({ trackingId: row.tracking_id, country: row.country }, reason);
+        this.#o.log.error({ trackingId: row.tracking_id, country: row.country, reason }, 'delivery refused permanently; parked as dead letter');
+      }
+    }
+  }
+}
