@@ -65,6 +65,7 @@ describe('data back home', () => {
   let world: World;
   let ana: string;
   let ref: string;
+  let kenneth: string;
 
   const submit = (body: unknown, key: string | undefined, token = ana, r = ref) =>
     api(`${world.es.apiUrl}/api/v1/cross-border/patients/DK/${r}/documents`, { token, body, headers: key === undefined ? {} : { 'idempotency-key': key } });
@@ -90,7 +91,7 @@ describe('data back home', () => {
 
   before(async () => {
     world = await startWorld({ persistent: true, fastRetry: true });
-    const kenneth = await world.citizenSignIn('DK', KENNETH.identifier.value);
+    kenneth = await world.citizenSignIn('DK', KENNETH.identifier.value);
     const consent = await api(`${world.dk.apiUrl}/api/v1/me/consents`, {
       token: kenneth,
       body: { countries: ['ES'], roles: ['221'], purposes: ['TREAT'], sections: ['11450-4'], period: { start: new Date(Date.now() - 60_000).toISOString().replace(/\.\d+Z$/, 'Z') } },
@@ -184,6 +185,21 @@ describe('data back home', () => {
       verifySignedClaims(String(r), { typ: RECEIPT_TYP, trustedKeys: { keys: signingKeysFor(world.es.gateway.trust.require(), 'DK') } });
     assert.deepEqual((await claims(second.receipt)).registered, (await claims(first.receipt)).registered);
     assert.equal(await registeredCount(trackingId), 1);
+  });
+
+  test('Kenneth sends his own readings home with his eID session; a retry registers nothing twice', async () => {
+    const body = readings('me', 88);
+    body.entry = (body.entry as unknown[]).slice(0, 1);
+    const key = `app-${randomUUID()}`;
+    const send = () => api(`${world.dk.apiUrl}/api/v1/me/observations`, { token: kenneth, body, headers: { 'idempotency-key': key } });
+    const first = await send();
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    const again = await send();
+    assert.deepEqual(again.body.registered, first.body.registered);
+    const encounter = await api(`${world.dk.apiUrl}/api/v1/me/observations`, { token: kenneth, body: readings('me', 70), headers: { 'idempotency-key': `app-${randomUUID()}` } });
+    assert.equal(code(encounter.body), 'submission.invalid');
+    const anonymous = await api(`${world.dk.apiUrl}/api/v1/me/observations`, { body, headers: { 'idempotency-key': key } });
+    assert.equal(code(anonymous.body), 'citizen.session-missing');
   });
 
   test('peer down: submissions made while DK is stopped all arrive exactly once after it returns', async () => {

@@ -59,7 +59,7 @@ const TransactionResponse = z.object({
 type Json = Record<string, unknown>;
 
 /** The national resources for one delivery: subject rewritten to the national Patient, tagged by message. */
-function registrationBundle(
+export function registrationBundle(
   bundle: Json,
   resources: ReadonlyArray<{ resourceType: string; resource: Json }>,
   patientId: string,

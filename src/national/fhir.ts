@@ -128,6 +128,25 @@ export class NationalFhir {
     return { outcome: 'match', patient: only };
   }
 
+  /** The one active patient with exactly this national identifier, if there is exactly one. */
+  async findByIdentifier(identifier: { system: string; value: string }): Promise<NationalPatient | undefined> {
+    const body = await this.#call('Patient search', () =>
+      this.#client.search({
+        resourceType: 'Patient',
+        searchParams: { identifier: `${identifier.system}|${identifier.value}`, _count: 10 },
+        options: this.#options(),
+      }),
+    );
+    const parsed = SearchSet.safeParse(body);
+    if (!parsed.success) throw new GatewayError('national.bad-response', 'Patient search is not a searchset');
+    const matches = (parsed.data.entry ?? [])
+      .map((e) => PatientSchema.safeParse(e.resource))
+      .filter((p) => p.success)
+      .map((p) => p.data)
+      .filter((p) => p.active !== false && p.identifier?.some((i) => i.system === identifier.system && i.value === identifier.value) === true);
+    return matches.length === 1 ? matches[0] : undefined;
+  }
+
   async readPatient(id: string): Promise<NationalPatient | undefined> {
     const body = await this.#call('Patient read', () => this.#client.read({ resourceType: 'Patient', id, options: this.#options() }), true);
     if (body === undefined) return undefined;
