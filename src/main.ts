@@ -127,6 +127,7 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
       maxDelaySeconds: config.submissions.retry.maxDelaySeconds,
       breakerThreshold: config.submissions.retry.breakerThreshold,
       breakerOpenMs: config.submissions.retry.breakerOpenSeconds * 1000,
+      leaseSeconds: config.submissions.retry.leaseSeconds,
     });
     worker.start();
     stoppers.push(() => void worker.stop());

@@ -181,6 +181,7 @@ export const ConfigSchema = z
             maxDelaySeconds: z.number().int().min(1).max(86400).default(300),
             breakerThreshold: z.number().int().min(1).max(1000).default(5).describe('Consecutive transient failures that open a peer\'s circuit'),
             breakerOpenSeconds: z.number().int().min(1).max(3600).default(30),
+            leaseSeconds: z.number().int().min(1).max(3600).default(60).describe('How long a worker owns a claimed delivery before another may take it over (crash recovery)'),
           })
           .strict()
           .prefault({}),

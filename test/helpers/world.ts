@@ -40,6 +40,8 @@ export interface World {
   /** Signs a citizen in at `country`'s gateway (OIDC code flow through the real OP); returns the session token. */
   citizenSignIn(country: WorldCountry, personId: string): Promise<string>;
   stopGateway(country: WorldCountry): Promise<void>;
+  /** The environment that points a gateway process at this country's persistent database. */
+  databaseEnv(country: WorldCountry): NodeJS.ProcessEnv;
   /** Starts a stopped gateway again on the same database (needs `persistent: true`). */
   restartGateway(country: WorldCountry): Promise<void>;
   close(): Promise<void>;
@@ -80,7 +82,7 @@ export async function startWorld(opts: { breakGlass?: 'allowed' | 'forbidden'; p
         clients: [{ id: ehrClientId(country), name: `${country} hospital EHR (test)`, scopes: ['hcp-assertion', 'cross-border'], jwksFile: client.jwksFile }],
         citizen: { patientIdentifierSystem: PATIENT_SYSTEMS[country], sessionTtlSeconds: 3600, secureCookies: false },
         policy: { clockSkewSeconds: 60, breakGlass: opts.breakGlass ?? 'forbidden', hcpAssertionTtlSeconds: 3600 },
-        ...(opts.fastRetry === true ? { submissions: { retry: { baseDelaySeconds: 1, maxDelaySeconds: 2, breakerThreshold: 3, breakerOpenSeconds: 1 } } } : {}),
+        ...(opts.fastRetry === true ? { submissions: { retry: { baseDelaySeconds: 1, maxDelaySeconds: 2, breakerThreshold: 3, breakerOpenSeconds: 1, leaseSeconds: 3 } } } : {}),
       });
       await writeFile(configFile, JSON.stringify(doc, null, 2));
       const database = opts.persistent === true ? await persistentDatabase(join(deployment.dir, `data-${lc}`)) : undefined;
@@ -145,6 +147,11 @@ export async function startWorld(opts: { breakGlass?: 'allowed' | 'forbidden'; p
       if (stopped.has(c)) return;
       stopped.add(c);
       await of(c).gateway.stop();
+    },
+    databaseEnv(c) {
+      const database = databases[c];
+      if (database === undefined) throw new Error('databaseEnv needs startWorld({ persistent: true })');
+      return database.env;
     },
     async restartGateway(c) {
       const database = databases[c];
