@@ -700,3 +700,19 @@ export async function verifySignedClaims(token: string, opts: { typ: string; tru
   const signer = checkKidKnown(jws.header, opts.trustedKeys);
   return checkClaimsJson(await checkSignature(jws, signer));
 }
+
+/**
+ * A string claim of a compact JWS read WITHOUT verifying it. Only for routing and for refusing
+ * early (which provider must verify a token, whether a request's issuer contradicts its
+ * certificate); nothing may ever be granted on it.
+ */
+export function unverifiedClaim(token: string, name: string): string | undefined {
+  try {
+    const claims: unknown = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'));
+    if (typeof claims !== 'object' || claims === null || !Object.hasOwn(claims, name)) return undefined;
+    const value: unknown = (claims as Record<string, unknown>)[name];
+    return typeof value === 'string' ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -11,7 +11,7 @@ import { GatewayError } from '../http/errors.js';
 import type { GatewayKeys } from '../trust/keys.js';
 import { PEER_CIPHERS, PEER_TLS_MIN_VERSION, sha256Hex } from '../trust/peer-tls.js';
 import { countryEntry, serverFingerprintsFor, type TrustList } from '../trust/trust-list.js';
-import { openResponseSigned, signRequest } from './envelope.js';
+import { openResponseSigned, signRequest, unverifiedClaim } from './envelope.js';
 
 export const JOSE_MEDIA_TYPE = 'application/jose';
 
@@ -154,7 +154,8 @@ export class PeerClient {
       aud: entry.ncpId,
       now,
     });
-    const requestId = jtiOf(jws);
+    const requestId = unverifiedClaim(jws, 'jti');
+    if (requestId === undefined) throw new Error('signRequest produced no jti');
     const url = new URL(path, entry.peerUrl);
     let res;
     try {
@@ -207,13 +208,6 @@ export class PeerClient {
   async close(): Promise<void> {
     await this.reset();
   }
-}
-
-function jtiOf(compactJws: string): string {
-  const payload = compactJws.split('.')[1] ?? '';
-  const claims: unknown = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
-  if (typeof claims === 'object' && claims !== null && 'jti' in claims && typeof claims.jti === 'string') return claims.jti;
-  throw new Error('signRequest produced no jti');
 }
 
 /**

@@ -10,7 +10,7 @@ import { GatewayError } from '../http/errors.js';
 import type { GatewayKeys } from '../trust/keys.js';
 import { authenticatePeerSocket } from '../trust/peer-tls.js';
 import { countryEntry, encryptionKeyFor, signingKeysFor, type TrustList } from '../trust/trust-list.js';
-import { sealResponse, verifyRequest, type VerifiedRequest } from './envelope.js';
+import { sealResponse, unverifiedClaim, verifyRequest, type VerifiedRequest } from './envelope.js';
 import { JOSE_MEDIA_TYPE } from './peer-client.js';
 import type { ReplayStore } from './replay-store.js';
 
@@ -58,21 +58,9 @@ declare module 'fastify' {
  */
 const COMPACT = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){2,4}$/;
 
-/**
- * The unverified `iss`, read only to refuse early and precisely when a certificate of one country
- * carries a request claiming another; nothing is ever granted on it.
- */
-function claimedIssuer(jws: string): string | undefined {
-  try {
-    const claims: unknown = JSON.parse(Buffer.from(jws.split('.')[1] ?? '', 'base64url').toString('utf8'));
-    return typeof claims === 'object' && claims !== null && 'iss' in claims && typeof claims.iss === 'string' ? claims.iss : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 export function checkIssuerMatchesCertificate(jws: string, certificateCountryNcpId: string): void {
-  const iss = claimedIssuer(jws);
+  // Refusal only: the unverified `iss` of a certificate-authenticated request naming another country.
+  const iss = unverifiedClaim(jws, 'iss');
   if (iss !== undefined && iss !== certificateCountryNcpId) throw new GatewayError('peer.country-mismatch');
 }
 

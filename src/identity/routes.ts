@@ -7,7 +7,7 @@ import type {} from '@fastify/cookie';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Config } from '../config/schema.js';
-import type { SigningKey } from '../crossborder/envelope.js';
+import { unverifiedClaim, type SigningKey } from '../crossborder/envelope.js';
 import type { ReplayStore } from '../crossborder/replay-store.js';
 import { GatewayError } from '../http/errors.js';
 import type { Db } from '../storage/db.js';
@@ -72,19 +72,9 @@ const HcpSignInAnswer = z.object({
   }),
 });
 
-/** The unverified `iss` of a JWT, only to pick which pinned provider must verify it. */
-function unverifiedIssuer(token: string): string | undefined {
-  try {
-    const claims: unknown = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'));
-    return typeof claims === 'object' && claims !== null && 'iss' in claims && typeof claims.iss === 'string' ? claims.iss : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function pickOidc(providers: readonly OidcProvider[], token: string, wanted: string | undefined): OidcProvider {
   const provider =
-    wanted === undefined ? providers.find((p) => p.issuer === unverifiedIssuer(token)) : providers.find((p) => p.providerId === wanted);
+    wanted === undefined ? providers.find((p) => p.issuer === unverifiedClaim(token, 'iss')) : providers.find((p) => p.providerId === wanted);
   if (provider === undefined) throw new GatewayError('eid.unknown-issuer');
   return provider;
 }
