@@ -11,21 +11,10 @@ import { verifyInclusion } from '../src/audit/merkle.js';
 import { verifyAuditLog } from '../src/audit/verify.js';
 import { signingKeysFor } from '../src/trust/trust-list.js';
 import { startWorld, type World } from './helpers/world.js';
+import { call as api } from './helpers/http.js';
 
-type Json = Record<string, unknown>;
 const ANA = ES_PRACTITIONERS.find((p) => p.roleCode === '221');
 
-async function api(url: string, init: { method?: string; token?: string; body?: unknown } = {}): Promise<{ status: number; body: Json }> {
-  const res = await fetch(url, {
-    method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
-    headers: {
-      ...(init.token === undefined ? {} : { authorization: `Bearer ${init.token}` }),
-      ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
-  });
-  return { status: res.status, body: (await res.json()) as Json };
-}
 
 async function kinds(world: World, country: 'DK' | 'ES'): Promise<string[]> {
   const db = country === 'DK' ? world.dk.gateway.db : world.es.gateway.db;

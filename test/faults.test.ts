@@ -17,12 +17,12 @@ import { ES_PRACTITIONERS, KENNETH } from '../sandbox/seed.js';
 import { SUBMISSION_IDENTIFIER_SYSTEM } from '../src/crossborder/receiver.js';
 import { freePort } from './helpers/deployment.js';
 import { startWorld, type World } from './helpers/world.js';
+import { call as api, type Json } from './helpers/http.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'dist', 'src', 'cli.js');
 const ANA = ES_PRACTITIONERS.find((p) => p.roleCode === '221');
 const ON_POSTGRES = process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== '';
-type Json = Record<string, unknown>;
 
 interface Sender {
   readonly child: ChildProcess;
@@ -64,19 +64,6 @@ async function stopSender(s: Sender, signal: NodeJS.Signals): Promise<void> {
   await exited;
 }
 
-async function api(url: string, init: { token?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<{ status: number; body: Json; headers: Headers }> {
-  const res = await fetch(url, {
-    method: init.body === undefined ? 'GET' : 'POST',
-    headers: {
-      ...(init.token === undefined ? {} : { authorization: `Bearer ${init.token}` }),
-      ...(init.body === undefined ? {} : { 'content-type': 'application/fhir+json' }),
-      ...init.headers,
-    },
-    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text.length === 0 ? {} : (JSON.parse(text) as Json), headers: res.headers };
-}
 
 function reading(ref: string, value: number): Json {
   return {

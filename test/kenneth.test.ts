@@ -10,6 +10,7 @@ import { toFhirConsent, validateConsentInput } from '../src/consent/model.js';
 import { newConsentId, patientKeyOf } from '../src/consent/repository.js';
 import { ConsentRepository } from '../src/consent/repository.js';
 import { startWorld, type World } from './helpers/world.js';
+import { call as api, outcomeCode, type Json } from './helpers/http.js';
 
 const ANA = ES_PRACTITIONERS.find((p) => p.roleCode === '221');
 const MARTA = ES_PRACTITIONERS.find((p) => p.roleCode === '2221');
@@ -20,25 +21,8 @@ const PROBLEMS = '11450-4';
 const MEDICATIONS = '10160-0';
 const REQUIRED = [PROBLEMS, ALLERGIES, MEDICATIONS];
 
-type Json = Record<string, unknown>;
 
-function outcomeCode(body: unknown): string | undefined {
-  const b = body as { issue?: Array<{ details?: { coding?: Array<{ code?: string }> } }> };
-  return b.issue?.[0]?.details?.coding?.[0]?.code;
-}
 
-async function api(url: string, init: { method?: string; token?: string; body?: unknown } = {}): Promise<{ status: number; body: Json; headers: Headers }> {
-  const res = await fetch(url, {
-    method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
-    headers: {
-      ...(init.token === undefined ? {} : { authorization: `Bearer ${init.token}` }),
-      ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text.length === 0 ? {} : (JSON.parse(text) as Json), headers: res.headers };
-}
 
 function sectionsOf(bundle: Json): Map<string, Json> {
   const entries = bundle.entry as Array<{ resource: Json }>;

@@ -12,27 +12,11 @@ import { verifySignedClaims } from '../src/crossborder/envelope.js';
 import { RECEIPT_TYP, SUBMISSION_IDENTIFIER_SYSTEM } from '../src/crossborder/receiver.js';
 import { signingKeysFor } from '../src/trust/trust-list.js';
 import { startWorld, type World } from './helpers/world.js';
+import { call as api, outcomeCode, type Json } from './helpers/http.js';
 
-type Json = Record<string, unknown>;
 const ANA = ES_PRACTITIONERS.find((p) => p.roleCode === '221');
 
-async function api(url: string, init: { method?: string; token?: string; body?: unknown; headers?: Record<string, string>; raw?: string } = {}): Promise<{ status: number; body: Json }> {
-  const res = await fetch(url, {
-    method: init.method ?? (init.body === undefined && init.raw === undefined ? 'GET' : 'POST'),
-    headers: {
-      ...(init.token === undefined ? {} : { authorization: `Bearer ${init.token}` }),
-      ...(init.body === undefined && init.raw === undefined ? {} : { 'content-type': 'application/fhir+json' }),
-      ...init.headers,
-    },
-    ...(init.raw !== undefined ? { body: init.raw } : init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text.length === 0 ? {} : (JSON.parse(text) as Json) };
-}
 
-function code(body: Json): string | undefined {
-  return (body.issue as Array<{ details?: { coding?: Array<{ code?: string }> } }> | undefined)?.[0]?.details?.coding?.[0]?.code;
-}
 
 function readings(ref: string, value: number): Json {
   return {
@@ -137,7 +121,7 @@ describe('data back home', () => {
     assert.equal(again.body.trackingId, first.body.trackingId);
     const other = await submit(readings(ref, 80), key);
     assert.equal(other.status, 409);
-    assert.equal(code(other.body), 'submission.idempotency-conflict');
+    assert.equal(outcomeCode(other.body), 'submission.idempotency-conflict');
   });
 
   test('bad input is refused with a clear error and nothing is stored', async () => {
@@ -145,14 +129,14 @@ describe('data back home', () => {
     const patientResource = { resourceType: 'Bundle', type: 'collection', entry: [{ resource: { resourceType: 'Patient', name: [{ family: 'X' }] } }] };
     const wrongType = await submit(patientResource, `k-${randomUUID()}`);
     assert.equal(wrongType.status, 422);
-    assert.equal(code(wrongType.body), 'submission.invalid');
+    assert.equal(outcomeCode(wrongType.body), 'submission.invalid');
     const otherPatient = await submit(readings('someone-else', 90), `k-${randomUUID()}`);
-    assert.equal(code(otherPatient.body), 'submission.invalid');
+    assert.equal(outcomeCode(otherPatient.body), 'submission.invalid');
     const noKey = await submit(readings(ref, 90), undefined);
     assert.equal(noKey.status, 400);
-    assert.equal(code(noKey.body), 'submission.idempotency-key-required');
+    assert.equal(outcomeCode(noKey.body), 'submission.idempotency-key-required');
     const transaction = await submit({ ...readings(ref, 90), type: 'transaction' }, `k-${randomUUID()}`);
-    assert.equal(code(transaction.body), 'submission.invalid');
+    assert.equal(outcomeCode(transaction.body), 'submission.invalid');
     const huge = await api(`${world.es.apiUrl}/api/v1/cross-border/patients/DK/${ref}/documents`, {
       token: ana,
       headers: { 'idempotency-key': `k-${randomUUID()}` },
@@ -168,9 +152,9 @@ describe('data back home', () => {
     const res = await submit(readings(ref, 93), `visit-${randomUUID()}`);
     const dkClientToken = await world.hcpSignIn('DK', 'DK/DK/9208-2002-2-274815369021');
     const other = await api(`${world.es.apiUrl}/api/v1/cross-border/submissions/${String(res.body.trackingId)}`, { token: dkClientToken });
-    assert.equal(code(other.body), 'hcp.assertion-invalid');
+    assert.equal(outcomeCode(other.body), 'hcp.assertion-invalid');
     const unknown = await status(randomUUID());
-    assert.equal(code(unknown.body), 'submission.not-found');
+    assert.equal(outcomeCode(unknown.body), 'submission.not-found');
   });
 
   test('a redelivery after the receiver lost its answer registers nothing twice', async () => {
@@ -197,9 +181,9 @@ describe('data back home', () => {
     const again = await send();
     assert.deepEqual(again.body.registered, first.body.registered);
     const encounter = await api(`${world.dk.apiUrl}/api/v1/me/observations`, { token: kenneth, body: readings('me', 70), headers: { 'idempotency-key': `app-${randomUUID()}` } });
-    assert.equal(code(encounter.body), 'submission.invalid');
+    assert.equal(outcomeCode(encounter.body), 'submission.invalid');
     const anonymous = await api(`${world.dk.apiUrl}/api/v1/me/observations`, { body, headers: { 'idempotency-key': key } });
-    assert.equal(code(anonymous.body), 'citizen.session-missing');
+    assert.equal(outcomeCode(anonymous.body), 'citizen.session-missing');
   });
 
   test('peer down: submissions made while DK is stopped all arrive exactly once after it returns', async () => {
