@@ -9,6 +9,8 @@ import { CPR_SYSTEM, ES_PRACTITIONERS, FIXTURE_PATIENTS, KENNETH, PATIENT_WITHOU
 import { toFhirConsent, validateConsentInput } from '../src/consent/model.js';
 import { newConsentId, patientKeyOf } from '../src/consent/repository.js';
 import { ConsentRepository } from '../src/consent/repository.js';
+import * as oidc from 'openid-client';
+import { followLoginRedirects } from '../sandbox/oidc-op.js';
 import { startWorld, type World } from './helpers/world.js';
 import { call as api, outcomeCode, type Json } from './helpers/http.js';
 
@@ -137,6 +139,40 @@ describe("Kenneth's cross-border Patient Summary", () => {
     assert.equal(outcomeCode(newSession.body), 'patient.reference-invalid');
     const forged = await summary(anaToken, 'A'.repeat(43));
     assert.equal(outcomeCode(forged.body), 'patient.reference-invalid');
+  });
+
+  test('a professional signs in with an ID token from the national OpenID provider (EHR-posted)', async () => {
+    // The hospital EHR runs the code flow at the national provider itself, then posts the ID token.
+    const config = await oidc.discovery(new URL(world.es.eid.oidcIssuer), 'es-hospital-ehr', undefined, oidc.None(), { execute: [oidc.allowInsecureRequests] });
+    const verifier = oidc.randomPKCECodeVerifier();
+    const nonce = oidc.randomNonce();
+    const authUrl = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: 'http://127.0.0.1/ehr/callback',
+      scope: 'openid profile',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      nonce,
+      login_hint: ANA?.personIdentifier.value ?? '',
+      acr_values: 'http://eidas.europa.eu/LoA/substantial',
+    });
+    const callback = await followLoginRedirects(authUrl.toString(), 'http://127.0.0.1/ehr/callback');
+    const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedNonce: nonce, idTokenExpected: true });
+    const idToken = tokens.id_token ?? '';
+    const signIn = (token: string) =>
+      api(`${world.es.apiUrl}/api/v1/auth/hcp`, {
+        body: { client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: token, id_token: idToken },
+      });
+    const res = await signIn(await world.clientAssertion('ES'));
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal((res.body.hcp as { name?: string }).name, 'Ana García Pérez');
+    // The same ID token again is a replay, even with a fresh client assertion.
+    const replay = await signIn(await world.clientAssertion('ES'));
+    assert.equal(outcomeCode(replay.body), 'eid.replayed');
+    // And the same client assertion again is refused before the eID is even looked at.
+    const assertion = await world.clientAssertion('ES');
+    await signIn(assertion);
+    const again = await signIn(assertion);
+    assert.equal(outcomeCode(again.body), 'client.authentication-failed');
   });
 
   test('a professional without a registered role cannot sign in', async () => {
