@@ -1,0 +1,91 @@
+/**
+ * A gateway as its own OS process, started exactly as operators start it (`ncpeh serve`, from a
+ * compiled build of src/ so no TypeScript transpiler runs inside it), observed from outside.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { procSample, type ProcSample } from './lib.js';
+
+/**
+ * Outside the repository (so lint and git never see it); run.ts links package.json, migrations/ and
+ * node_modules/ into it, which is all the compiled gateway looks up at run time.
+ */
+export const BUILD_DIR = join(tmpdir(), `ncpeh-bench-build-${process.pid}`);
+const CLI = join(BUILD_DIR, 'src', 'cli.js');
+
+export interface GatewayProcess {
+  readonly pid: number;
+  /** ms from spawn to the `gateway ready` log line. */
+  readonly readyMs: number;
+  readonly apiUrl: string;
+  sample(): ProcSample;
+  /** SIGTERM, then wait for the exit (the graceful path, which also flushes a --cpu-prof profile). */
+  stop(): Promise<number | null>;
+  readonly lastLines: string[];
+}
+
+export interface StartOptions {
+  readonly configFile: string;
+  /** `{ DATABASE_URL }` for PostgreSQL or `{ NCPEH_DATA_DIR }` for PGlite. */
+  readonly storageEnv: Record<string, string>;
+  readonly cpuProfDir?: string;
+  readonly timeoutMs?: number;
+}
+
+export async function startGatewayProcess(opts: StartOptions): Promise<GatewayProcess> {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.storageEnv, NODE_ENV: 'development' };
+  if (opts.storageEnv['DATABASE_URL'] === undefined) delete env['DATABASE_URL'];
+  const nodeArgs = opts.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir];
+  const t0 = process.hrtime.bigint();
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--config', opts.configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lastLines: string[] = [];
+  const keep = (line: string): void => {
+    lastLines.push(line);
+    if (lastLines.length > 40) lastLines.shift();
+  };
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = new Promise<{ ms: number; apiUrl: string }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway not ready in time:\n${lastLines.join('\n')}`)), opts.timeoutMs ?? 30_000);
+    if (child.stdout === null || child.stderr === null) throw new Error('no pipes');
+    // Every line is read (and dropped): a full pipe would stall the gateway's logger.
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      keep(line);
+      if (line.includes('"gateway ready"')) {
+        clearTimeout(timer);
+        const apiUrl = /"apiUrl":"([^"]+)"/.exec(line)?.[1] ?? '';
+        resolve({ ms: Number(process.hrtime.bigint() - t0) / 1e6, apiUrl });
+      }
+    });
+    createInterface({ input: child.stderr }).on('line', keep);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited (${String(code)}) before ready:\n${lastLines.join('\n')}`));
+    });
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('spawn failed');
+  let r: { ms: number; apiUrl: string };
+  try {
+    r = await ready;
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  }
+  return {
+    pid,
+    readyMs: Math.round(r.ms),
+    apiUrl: r.apiUrl,
+    sample: () => procSample(pid),
+    lastLines,
+    stop: async () => {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const code = await exited;
+      clearTimeout(kill);
+      return code;
+    },
+  };
+}

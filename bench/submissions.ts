@@ -1,0 +1,133 @@
+/**
+ * Step 5: data back home. Submissions posted to the ES gateway (accepted = 202 once durably stored),
+ * then the delivery lag of each (deliveredAt - submittedAt as the ES gateway records them) read
+ * back through the status route, waiting a bounded time for deliveries still in flight.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { BENCH_DIR, log, round, type ProcSample } from './lib.js';
+
+/** Well below what the gateways accept, so the lag is delivery itself, not queueing. */
+const PACED_RATE = 5;
+
+export interface SubmissionRun {
+  readonly connections: number;
+  readonly targetRate: number | null;
+  readonly sent: number;
+  readonly acceptedPerSec: number;
+  readonly statuses: Record<string, number>;
+  readonly acceptLatencyMs: { p50: number; p99: number; max: number };
+  /** Of the sampled submissions (at most 50), delivered within the bounded wait (20 s). */
+  readonly delivered: number;
+  readonly notDeliveredInTime: number;
+  readonly deliveryLagMs: { p50: number; p99: number; max: number } | null;
+  readonly cpuMsPerSubmission: Record<string, number>;
+}
+
+interface LoadOut {
+  sent: number;
+  acceptedPerSec: number;
+  statuses: Record<string, number>;
+  latencyMs: { p50: number; p99: number; max: number };
+  trackingIds: string[];
+}
+
+export function submissionBody(ref: string): unknown {
+  const subject = { reference: `Patient/${ref}` };
+  return {
+    resourceType: 'Bundle',
+    type: 'collection',
+    entry: [
+      {
+        resource: {
+          resourceType: 'Observation',
+          status: 'final',
+          code: { coding: [{ system: 'http://loinc.org', code: '59408-5', display: 'Oxygen saturation in Arterial blood by Pulse oximetry' }] },
+          subject,
+          effectiveDateTime: new Date().toISOString(),
+          valueQuantity: { value: 93, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+        },
+      },
+      { resource: { resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'EMER' }, subject } },
+    ],
+  };
+}
+
+async function load(args: Record<string, unknown>, durationS: number): Promise<LoadOut> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, 'submit-load.ts'), JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const kill = setTimeout(() => child.kill('SIGKILL'), (durationS + 60) * 1000);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  clearTimeout(kill);
+  if (code !== 0) throw new Error(`submit-load failed (${String(code)}): ${err.slice(-800)}`);
+  return JSON.parse(out.trim().split('\n').pop() ?? '{}') as LoadOut;
+}
+
+interface StatusView {
+  status: string;
+  submittedAt: string;
+  deliveredAt: string | null;
+}
+
+async function lags(statusBase: string, token: string, ids: readonly string[], waitS: number): Promise<{ lags: number[]; missing: number }> {
+  // At most 50 evenly spread samples, polled once a second until delivered or the deadline: the
+  // polling itself must stay a small load on the gateway it measures.
+  const step = Math.max(1, Math.ceil(ids.length / 50));
+  let pending = ids.filter((_, i) => i % step === 0);
+  const found: number[] = [];
+  const deadline = Date.now() + waitS * 1000;
+  while (pending.length > 0 && Date.now() < deadline) {
+    const still: string[] = [];
+    for (const id of pending) {
+      const res = await fetch(`${statusBase}/${id}`, { headers: { authorization: `Bearer ${token}` } });
+      const v = (await res.json()) as StatusView;
+      if (v.status === 'delivered' && v.deliveredAt !== null) found.push(Date.parse(v.deliveredAt) - Date.parse(v.submittedAt));
+      else still.push(id);
+    }
+    pending = still;
+    if (pending.length > 0) await new Promise((r) => setTimeout(r, 1000));
+  }
+  return { lags: found.sort((a, b) => a - b), missing: pending.length };
+}
+
+export async function runSubmissions(opts: {
+  esApiUrl: string;
+  token: string;
+  ref: string;
+  sample: () => Record<string, ProcSample>;
+  durationS: number;
+}): Promise<SubmissionRun[]> {
+  const url = `${opts.esApiUrl}/api/v1/cross-border/patients/DK/${encodeURIComponent(opts.ref)}/documents`;
+  const statusBase = `${opts.esApiUrl}/api/v1/cross-border/submissions`;
+  const runs: SubmissionRun[] = [];
+  // Paced first, so its delivery lag is measured with the peer up and no backlog; then saturation,
+  // whose backlog is only observed (bounded wait), not waited out.
+  for (const phase of ['paced', 'saturation'] as const) {
+    const rate = phase === 'paced' ? PACED_RATE : undefined;
+    const connections = phase === 'paced' ? 5 : 20;
+    log(`submissions: ${phase}${rate === undefined ? '' : ` (${rate}/s)`}`);
+    const before = opts.sample();
+    const out = await load({ url, token: opts.token, body: submissionBody(opts.ref), connections, durationS: opts.durationS, maxRequests: 20_000, ...(rate === undefined ? {} : { rate }) }, opts.durationS);
+    const { lags: l, missing } = await lags(statusBase, opts.token, out.trackingIds, 20);
+    const after = opts.sample();
+    const cpu: Record<string, number> = {};
+    for (const [k, s] of Object.entries(after)) cpu[k] = round((s.cpuMs - (before[k]?.cpuMs ?? 0)) / Math.max(1, out.trackingIds.length), 3);
+    const p = (q: number): number => l[Math.min(l.length - 1, Math.floor((q / 100) * l.length))] ?? 0;
+    runs.push({
+      connections,
+      targetRate: rate ?? null,
+      sent: out.sent,
+      acceptedPerSec: out.acceptedPerSec,
+      statuses: out.statuses,
+      acceptLatencyMs: out.latencyMs,
+      delivered: l.length,
+      notDeliveredInTime: missing,
+      deliveryLagMs: l.length === 0 ? null : { p50: p(50), p99: p(99), max: l[l.length - 1] ?? 0 },
+      cpuMsPerSubmission: cpu,
+    });
+  }
+  return runs;
+}
