@@ -16,10 +16,12 @@ import { consentRoutes } from './consent/routes.js';
 import { consumerRoutes } from './crossborder/consumer-routes.js';
 import { discoveryOperation, summaryOperation } from './crossborder/provider.js';
 import { documentsOperation, gpNotifier } from './crossborder/receiver.js';
+import { citizenReadingsRoutes } from './national/citizen-routes.js';
 import { submissionRoutes } from './outbox/routes.js';
 import { healthRoutes, type ReadinessCheck } from './health/routes.js';
 import type { GuardOptions } from './identity/guards.js';
 import { authRoutes, type SignInEvent } from './identity/routes.js';
+import { portalRoutes } from './portal/routes.js';
 import type { GatewayServices } from './services.js';
 import { registerCommon, serverOptions } from './http/common.js';
 import type { Metrics } from './http/metrics.js';
@@ -158,12 +160,28 @@ export async function buildApiApp(deps: GatewayDeps): Promise<FastifyInstance> {
     maxBodyBytes: deps.config.submissions.maxBodyBytes,
     ...(deps.onQueued === undefined ? {} : { onQueued: deps.onQueued }),
   });
+  if (services.national !== undefined) {
+    await app.register(citizenReadingsRoutes, {
+      guard: guardOptions(deps),
+      national: services.national,
+      audit: services.audit,
+      notify: gpNotifier(services.national, deps.config.submissions.webhookUrl, deps.logger),
+      country: deps.config.country,
+    });
+  }
   await app.register(consumerRoutes, {
     guard: guardOptions(deps),
     ourCountry: deps.config.country,
     ourNcpId: deps.config.ncpId,
     peers: services.peers,
     audit: services.audit,
+  });
+  await app.register(portalRoutes, {
+    config: deps.config,
+    services,
+    guard: guardOptions(deps),
+    trustList: () => deps.trust.require(),
+    ...(deps.onQueued === undefined ? {} : { onQueued: deps.onQueued }),
   });
   return app;
 }

@@ -29,7 +29,8 @@ interface OpenApiDocument {
  * Routes that are deliberately left out of the document (`schema.hide`): operator endpoints, key
  * publication and the docs page itself. A new hidden route must be added here on purpose.
  */
-const HIDDEN: readonly RegExp[] = [/^\/health\/(live|ready)$/, /^\/metrics$/, /^\/\.well-known\/jwks\.json$/, /^\/api\/v1\/docs(\/.*)?$/];
+// HTML pages (citizen portal, professional viewer) are not part of the API document.
+const HIDDEN: readonly RegExp[] = [/^\/health\/(live|ready)$/, /^\/metrics$/, /^\/\.well-known\/jwks\.json$/, /^\/api\/v1\/docs(\/.*)?$/, /^\/(portal|viewer)(\/.*)?$/];
 
 /** Every route of the app, from Fastify's own route tree (`printRoutes`), HEAD twins of GET left out. */
 function registeredRoutes(app: FastifyInstance): Array<{ method: string; url: string }> {

@@ -1,0 +1,49 @@
+/**
+ * The citizen's access log for the portal page: the same entries and the same proof check as
+ * `GET /api/v1/me/access-log` (src/audit/routes.ts): every AuditEvent about the patient, each with
+ * an RFC 9162 inclusion proof against one signed checkpoint, verified here from the published
+ * data alone (leaf hash, audit path, root) before the page calls it "verified".
+ */
+import type { AuditEvent } from '@medplum/fhirtypes';
+import { describeAuditEvent, type AuditSummary } from '../audit/balp.js';
+import type { AuditLog, Checkpoint } from '../audit/log.js';
+import { verifyInclusion } from '../audit/merkle.js';
+
+export interface AccessLogEntry {
+  readonly seq: number;
+  readonly recordedAt: Date;
+  readonly summary: AuditSummary | undefined;
+  readonly verified: boolean;
+}
+
+export interface AccessLogView {
+  readonly checkpoint: Checkpoint | undefined;
+  /** Newest first. */
+  readonly entries: readonly AccessLogEntry[];
+}
+
+function isAuditEvent(value: Record<string, unknown>): value is Record<string, unknown> & AuditEvent {
+  return value['resourceType'] === 'AuditEvent';
+}
+
+/** The latest checkpoint if it covers entry `seq`, else a fresh one (as the API route does). */
+async function checkpointCovering(log: AuditLog, seq: number): Promise<Checkpoint> {
+  const latest = await log.latestCheckpoint();
+  if (latest !== undefined && latest.treeSize > seq) return latest;
+  return log.checkpoint();
+}
+
+export async function accessLogFor(log: AuditLog, patientKey: string): Promise<AccessLogView> {
+  const events = await log.eventsForPatient(patientKey);
+  const last = events[events.length - 1];
+  if (last === undefined) return { checkpoint: undefined, entries: [] };
+  const checkpoint = await checkpointCovering(log, last.seq);
+  const entries = await Promise.all(
+    events.map(async (e) => {
+      const p = await log.inclusionProofFor(e.seq, checkpoint.treeSize);
+      const verified = p.rootHash.equals(checkpoint.rootHash) && verifyInclusion(p.seq, p.treeSize, p.leafHash, p.proof, checkpoint.rootHash);
+      return { seq: e.seq, recordedAt: e.recordedAt, summary: isAuditEvent(e.event) ? describeAuditEvent(e.event) : undefined, verified };
+    }),
+  );
+  return { checkpoint, entries: entries.reverse() };
+}
