@@ -199,9 +199,9 @@ export async function serve(configPath: string): Promise<void> {
       .stop()
       .then(() => {
         logger.info('stopped');
-        logger.flush();
-        // Exit explicitly: a library handle left open must not keep a stopped gateway alive.
-        process.exit(0);
+        // Exit explicitly once the (asynchronous) log is written: a library handle left open must
+        // not keep a stopped gateway alive.
+        logger.flush(() => process.exit(0));
       })
       .catch((err: unknown) => {
         logger.error({ err }, 'error during shutdown');

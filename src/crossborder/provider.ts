@@ -210,10 +210,8 @@ export function summaryOperation(deps: ProviderDeps): PeerOperation {
         const raw = await deps.national.summary(patient.patientId);
         if (raw === undefined) throw new GatewayError('document.not-found');
         const document = validateIpsDocument(raw);
-        const bundle = filterIpsBySections(document, new Set(decision.sections));
-        // The filtered document must itself be a valid IPS before anything leaves (defence in depth).
-        validateIpsDocument(bundle);
-        filtered = { ...bundle };
+        // The filter validates its own result as an IPS before returning it: nothing invalid leaves.
+        filtered = { ...filterIpsBySections(document, new Set(decision.sections)) };
       } catch (e) {
         await audit({ ...base, kind: 'export', outcome: 'serious', outcomeDesc: isGatewayError(e) ? e.code : 'internal.error' });
         throw e;
