@@ -137,6 +137,23 @@ describe('data back home', () => {
     assert.equal(outcomeCode(noKey.body), 'submission.idempotency-key-required');
     const transaction = await submit({ ...readings(ref, 90), type: 'transaction' }, `k-${randomUUID()}`);
     assert.equal(outcomeCode(transaction.body), 'submission.invalid');
+    // Registry resources must never be writable from abroad (the national server is also the HCP registry).
+    for (const resourceType of ['Practitioner', 'PractitionerRole', 'Organization']) {
+      const registry = await submit({ resourceType: 'Bundle', type: 'collection', entry: [{ resource: { resourceType, active: true } }] }, `k-${randomUUID()}`);
+      assert.equal(outcomeCode(registry.body), 'submission.invalid', resourceType);
+    }
+    const observation = (readings(ref, 90).entry as Array<{ resource: Record<string, unknown> }>)[0]?.resource ?? {};
+    const variants: Array<Record<string, unknown>> = [
+      { ...observation, subject: undefined },
+      { ...observation, focus: [{ reference: 'Patient/dk-patient-fixture-ips-ig-bundle-01' }] },
+      { ...observation, contained: [{ resourceType: 'Patient', identifier: [{ system: 'urn:oid:1.2.208.176.1.2', value: '0105721002' }] }] },
+      { ...observation, performer: [{ reference: 'Practitioner/dk-practitioner-gp-mette-jensen' }] },
+    ];
+    for (const resource of variants) {
+      const res = await submit({ resourceType: 'Bundle', type: 'collection', entry: [{ resource: JSON.parse(JSON.stringify(resource)) as unknown }] }, `k-${randomUUID()}`);
+      assert.equal(res.status, 422, JSON.stringify(resource).slice(0, 120));
+      assert.equal(outcomeCode(res.body), 'submission.invalid');
+    }
     const huge = await api(`${world.es.apiUrl}/api/v1/cross-border/patients/DK/${ref}/documents`, {
       token: ana,
       headers: { 'idempotency-key': `k-${randomUUID()}` },

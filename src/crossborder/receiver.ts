@@ -15,7 +15,7 @@ import type { ConsentRepository } from '../consent/repository.js';
 import { GatewayError } from '../http/errors.js';
 import { purposeOf, rolesOf, verifyPeerHcpAssertion } from '../identity/hcp-assertion.js';
 import type { NationalFhir } from '../national/fhir.js';
-import { checkSubmissionBundle, contentHash } from '../outbox/submission-bundle.js';
+import { checkSubmissionBundle, contentHash, type CheckedResource } from '../outbox/submission-bundle.js';
 import type { Queryable } from '../storage/db.js';
 import { countryEntry, type TrustList } from '../trust/trust-list.js';
 import { signCompact, type SigningKey } from './envelope.js';
@@ -58,21 +58,27 @@ const TransactionResponse = z.object({
 
 type Json = Record<string, unknown>;
 
+/** A copy whose every reference to the opaque patient reference names the national Patient instead. */
+function toNationalPatient(resource: Json, patientId: string): Json {
+  const text = JSON.stringify(resource);
+  const subject = resource['subject'];
+  const opaque = typeof subject === 'object' && subject !== null && 'reference' in subject && typeof subject.reference === 'string' ? subject.reference : undefined;
+  if (opaque === undefined) return structuredClone(resource);
+  const rewritten: unknown = JSON.parse(text, (key, value: unknown) => (key === 'reference' && value === opaque ? `Patient/${patientId}` : value));
+  return typeof rewritten === 'object' && rewritten !== null && !Array.isArray(rewritten) ? { ...rewritten } : structuredClone(resource);
+}
+
 /** The national resources for one delivery: subject rewritten to the national Patient, tagged by message. */
 export function registrationBundle(
   bundle: Json,
-  resources: ReadonlyArray<{ resourceType: string; resource: Json }>,
+  resources: readonly CheckedResource[],
   patientId: string,
   messageId: string,
 ): Json & { resourceType: 'Bundle' } {
   const tag = (i: number): { system: string; value: string } => ({ system: SUBMISSION_IDENTIFIER_SYSTEM, value: `${messageId}/${i}` });
   if (bundle['type'] === 'document') {
     // A document stays one signed-off unit: stored whole, as the national server stores documents.
-    const entries = resources.map(({ resource }) => {
-      const copy: Json = structuredClone(resource);
-      for (const element of ['subject', 'patient']) if (element in copy) copy[element] = { reference: `Patient/${patientId}` };
-      return { fullUrl: `urn:uuid:${randomUUID()}`, resource: copy };
-    });
+    const entries = resources.map(({ resource, fullUrl }) => ({ fullUrl: fullUrl ?? `urn:uuid:${randomUUID()}`, resource: toNationalPatient(resource, patientId) }));
     const doc = { ...structuredClone(bundle), identifier: tag(0), entry: entries };
     return {
       resourceType: 'Bundle',
@@ -83,15 +89,15 @@ export function registrationBundle(
   return {
     resourceType: 'Bundle',
     type: 'transaction',
-    entry: resources.map(({ resourceType, resource }, i) => {
-      const copy: Json = structuredClone(resource);
+    entry: resources.map(({ resourceType, resource, fullUrl }, i) => {
+      const copy = toNationalPatient(resource, patientId);
       delete copy['id'];
-      for (const element of ['subject', 'patient']) if (element in copy) copy[element] = { reference: `Patient/${patientId}` };
       const existing: unknown = copy['identifier'];
       const identifiers: unknown[] = Array.isArray(existing) ? existing : [];
       copy['identifier'] = [...identifiers, tag(i)];
       return {
-        fullUrl: `urn:uuid:${randomUUID()}`,
+        // Entries may reference each other by their urn:uuid; the transaction resolves those.
+        fullUrl: fullUrl ?? `urn:uuid:${randomUUID()}`,
         resource: copy,
         // Conditional create (FHIR R4 http.html#ccreate): delivering the same message twice finds
         // the resource registered the first time instead of creating another.
