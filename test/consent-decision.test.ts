@@ -151,6 +151,22 @@ describe('consent decision', () => {
     assert.deepEqual(d, { permit: true, sections: [ALLERGIES], basis: 'break-glass', consentIds: [] });
   });
 
+  test('break-glass never releases more than the patient allowed for emergencies to anyone', () => {
+    // Emergency access granted to physicians for Allergies only: a nurse under break-glass gets no more.
+    const emergency = permit({ id: 'e', roles: [PHYSICIAN], purposes: ['ETREAT'], sections: [ALLERGIES] });
+    const d = decide([emergency], ALLOWED, request({ purpose: 'ETREAT', role: NURSE }));
+    assert.deepEqual(d, { permit: true, sections: [ALLERGIES], basis: 'break-glass', consentIds: [] });
+    assert.deepEqual(decide([emergency], ALLOWED, request({ purpose: 'ETREAT', role: NURSE, sections: [PROBLEMS] })), denied('sections'));
+    // A TREAT-only consent says nothing about emergencies: break-glass is unlimited by it.
+    const treat = permit({ id: 't', purposes: ['TREAT'], sections: [ALLERGIES] });
+    assert.deepEqual(decide([treat], ALLOWED, request({ purpose: 'ETREAT', role: NURSE })), {
+      permit: true,
+      sections: [...IPS_SECTION_CODES].sort(),
+      basis: 'break-glass',
+      consentIds: [],
+    });
+  });
+
   test('break-glass forbidden by policy: ETREAT without consent is denied', () => {
     assert.deepEqual(decide([], FORBIDDEN, request({ purpose: 'ETREAT' })), denied('no-consent'));
     assert.deepEqual(decide([permit()], FORBIDDEN, request({ purpose: 'ETREAT' })), denied('purpose'));

@@ -138,7 +138,12 @@ export function decide(consents: readonly ConsentRecord[], policy: ConsentPolicy
 
   if (request.purpose === 'ETREAT' && policy.breakGlass === 'allowed') {
     // Break-glass releases IPS sections only: a wanted code that is no IPS section is nothing to release.
-    const released = IPS_SECTION_CODES.filter((s) => wanted.has(s));
+    // A patient who has said what emergency access may see (an in-force ETREAT permit, for anyone)
+    // has set its limit: break-glass never releases more than the union of those sections, so a
+    // professional he did not name cannot see more than the ones he did.
+    const emergencyLimits = permitsInForce.filter((c) => c.purposes.includes('ETREAT'));
+    const ceiling = emergencyLimits.length === 0 ? undefined : new Set(emergencyLimits.flatMap((c) => c.sections));
+    const released = IPS_SECTION_CODES.filter((s) => wanted.has(s) && (ceiling === undefined || ceiling.has(s)));
     if (released.length === 0) return deny('sections');
     return { permit: true, sections: sorted(released), basis: 'break-glass', consentIds: [] };
   }
