@@ -20,7 +20,7 @@ import { citizenReadingsRoutes } from './national/citizen-routes.js';
 import { submissionRoutes } from './outbox/routes.js';
 import { healthRoutes, type ReadinessCheck } from './health/routes.js';
 import type { GuardOptions } from './identity/guards.js';
-import { authRoutes, type SignInEvent } from './identity/routes.js';
+import { authRoutes, SIGNED_OUT_SCOPE, type SignInEvent } from './identity/routes.js';
 import { portalRoutes } from './portal/routes.js';
 import type { GatewayServices } from './services.js';
 import { registerCommon, serverOptions } from './http/common.js';
@@ -92,6 +92,7 @@ function guardOptions(deps: GatewayDeps): GuardOptions {
     signingKey: deps.keys.signing,
     skewSeconds: deps.config.policy.clockSkewSeconds,
     now: deps.now ?? (() => new Date()),
+    sessionRevoked: (sessionId) => deps.services.replay.has(SIGNED_OUT_SCOPE, sessionId),
   };
 }
 
@@ -124,6 +125,7 @@ export async function buildApiApp(deps: GatewayDeps): Promise<FastifyInstance> {
   await app.register(cookie);
   const { services } = deps;
   await app.register(authRoutes, {
+    guard: guardOptions(deps),
     config: deps.config,
     identity: services.identity,
     signingKey: deps.keys.signing,

@@ -245,6 +245,16 @@ describe("Kenneth's cross-border Patient Summary", () => {
     assert.equal(outcomeCode(steal.body), 'consent.not-found');
   });
 
+  test('signing out ends the session token itself, not only the cookie', async () => {
+    const session = await world.citizenSignIn('DK', PATIENT_WITHOUT_SUMMARY.identifier.value);
+    assert.equal((await api(`${world.dk.apiUrl}/api/v1/me/consents`, { token: session })).status, 200);
+    const out = await api(`${world.dk.apiUrl}/api/v1/auth/logout`, { method: 'POST', token: session });
+    assert.equal(out.status, 204);
+    const after = await api(`${world.dk.apiUrl}/api/v1/me/consents`, { token: session });
+    assert.equal(after.status, 401);
+    assert.equal(outcomeCode(after.body), 'citizen.session-invalid');
+  });
+
   describe('every IPS fixture relays exactly the consented sections', () => {
     const consentFor = async (identifier: { system: string; value: string }, sections: string[]): Promise<void> => {
       // Fixture patients have no eID account in the sandbox: their consents are stored directly.

@@ -41,6 +41,12 @@ export class DbReplayStore implements ReplayStore {
   }
 
   /** Deletes entries whose expiry has passed; returns how many. Run periodically. */
+  /** Whether `jti` is remembered (and not yet expired) under `scope`, e.g. a signed-out session. */
+  async has(scope: string, jti: string): Promise<boolean> {
+    const { rows } = await this.#db.query('SELECT 1 FROM replay_cache WHERE scope = $1 AND jti = $2 AND expires_at > now()', [scope, jti]);
+    return rows.length > 0;
+  }
+
   async purgeExpired(): Promise<number> {
     const result = await this.#db.query('DELETE FROM replay_cache WHERE expires_at < $1', [this.#now().toISOString()]);
     return result.rowCount;

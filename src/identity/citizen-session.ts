@@ -28,6 +28,8 @@ const CitizenClaims = z.object({
 });
 
 export interface CitizenSession {
+  /** The token's jti: what sign-out revokes. */
+  readonly sessionId: string;
   readonly personId: string;
   readonly patient: { readonly system: string; readonly value: string };
   /** `system|value`: the key consents and access-log entries are stored under. */
@@ -81,6 +83,7 @@ export async function verifyCitizenToken(
   if (now >= c.exp + opts.skewSeconds || c.iat > now + opts.skewSeconds) throw new GatewayError('citizen.session-invalid', 'expired');
   if (!loaAtLeast(c.loa, 'substantial')) throw new GatewayError('eid.insufficient-loa');
   return {
+    sessionId: c.jti,
     personId: c.sub,
     patient: c.patient,
     patientKey: patientKeyOf(c.patient),

@@ -15,6 +15,8 @@ export interface GuardOptions {
   readonly signingKey: SigningKey;
   readonly skewSeconds: number;
   readonly now: () => Date;
+  /** Whether a citizen session was ended by sign-out (sessions are signed tokens; this is their revocation list). */
+  readonly sessionRevoked?: (sessionId: string) => Promise<boolean>;
 }
 
 export async function requireHcp(request: FastifyRequest, opts: GuardOptions): Promise<{ token: string; assertion: HcpAssertion }> {
@@ -39,5 +41,7 @@ export async function requireCitizen(request: FastifyRequest, opts: GuardOptions
     token = request.cookies[SESSION_COOKIE];
   }
   if (token === undefined || token.length === 0) throw new GatewayError('citizen.session-missing');
-  return verifyCitizenToken(token, { ourNcpId: opts.ourNcpId, signingKey: opts.signingKey, now: opts.now(), skewSeconds: opts.skewSeconds });
+  const session = await verifyCitizenToken(token, { ourNcpId: opts.ourNcpId, signingKey: opts.signingKey, now: opts.now(), skewSeconds: opts.skewSeconds });
+  if ((await opts.sessionRevoked?.(session.sessionId)) === true) throw new GatewayError('citizen.session-invalid', 'signed out');
+  return session;
 }

@@ -15,13 +15,17 @@ import { issueCitizenToken, LOGIN_COOKIE, SESSION_COOKIE } from './citizen-sessi
 import { authenticateClient, requireScope } from './clients.js';
 import type { VerifiedEid } from './eid.js';
 import { issueHcpAssertion, type PurposeOfUse } from './hcp-assertion.js';
+import { requireCitizen, type GuardOptions } from './guards.js';
 import type { IdentityServices } from './services.js';
 import type { OidcProvider } from './oidc.js';
 
 export const HCP_SCOPE = 'hcp-assertion';
+/** Replay-cache scope under which signed-out citizen sessions are remembered until they expire. */
+export const SIGNED_OUT_SCOPE = 'citizen-signed-out';
 const LOGIN_STATE_MAX_AGE_SECONDS = 600;
 
 export interface AuthRoutesOptions {
+  readonly guard: GuardOptions;
   readonly config: Readonly<Config>;
   readonly identity: IdentityServices;
   readonly signingKey: SigningKey;
@@ -250,7 +254,10 @@ export const authRoutes: FastifyPluginAsyncZod<AuthRoutesOptions> = async (app, 
     },
   );
 
-  app.post('/api/v1/auth/logout', { schema: { summary: 'End the citizen session (clears the cookie)', tags: ['auth'] } }, async (_request, reply) => {
+  app.post('/api/v1/auth/logout', { schema: { summary: 'End the citizen session: the token stops working at once, the cookie is cleared', tags: ['auth'] } }, async (request, reply) => {
+    // Sessions are signed tokens; signing out puts this one on the revocation list until it expires.
+    const session = await requireCitizen(request, opts.guard).catch(() => undefined);
+    if (session !== undefined) await opts.replay.remember(SIGNED_OUT_SCOPE, session.sessionId, session.expiresAt);
     void reply.clearCookie(SESSION_COOKIE, { path: '/' });
     return reply.code(204).send();
   });

@@ -5,6 +5,7 @@
  * that session -> the form's own validation (`validateConsentInput`, as the API) -> the change ->
  * its audit record -> 303 back to the page (post/redirect/get).
  */
+import { SIGNED_OUT_SCOPE } from '../identity/routes.js';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { toFhirConsent, validateConsentInput } from '../consent/model.js';
@@ -195,6 +196,9 @@ export function registerCitizenPages(app: PortalApp, ctx: PortalContext): void {
   app.post(`${PORTAL_PATH}/sign-out`, { schema: { hide: true, querystring: LangQuery } }, async (request, reply) => {
     const lang = ctx.portalLang(request);
     await checkPost(request);
+    // Like POST /api/v1/auth/logout: the session token itself stops working, not only the cookie.
+    const current = await sessionOf(request);
+    if (current !== undefined) await opts.services.replay.remember(SIGNED_OUT_SCOPE, current.session.sessionId, current.session.expiresAt);
     void reply.clearCookie(SESSION_COOKIE, { path: '/' });
     return reply.redirect(url(PORTAL_PATH, { lang }), 303);
   });
