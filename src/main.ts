@@ -13,7 +13,11 @@ import { createLogger } from './http/logger.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import type { Db } from './storage/db.js';
 import { migrationsDir, runMigrations } from './storage/migrate.js';
+import { verifySignedClaims } from './crossborder/envelope.js';
+import { RECEIPT_TYP } from './crossborder/receiver.js';
 import { OutboxWorker } from './outbox/outbox.js';
+import { contentHash } from './outbox/submission-bundle.js';
+import { countryEntry, signingKeysFor } from './trust/trust-list.js';
 import { createServices } from './services.js';
 import { openDb } from './storage/open.js';
 import { loadGatewayKeys, type GatewayKeys } from './trust/keys.js';
@@ -123,6 +127,12 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
         metrics.deliveries.inc({ peer: row.country });
       },
       onDeadLetter: (row) => metrics.deadLetters.inc({ peer: row.country }),
+      verifyReceipt: async (country, receipt, expected) => {
+        const list = trust.require();
+        const claims = await verifySignedClaims(receipt, { typ: RECEIPT_TYP, trustedKeys: { keys: signingKeysFor(list, country) } });
+        if (claims['iss'] !== countryEntry(list, country).ncpId || claims['aud'] !== config.ncpId) throw new Error('receipt issuer or audience');
+        if (claims['messageId'] !== expected.messageId || claims['contentHash'] !== contentHash(expected.bundle)) throw new Error('receipt names another message');
+      },
       baseDelaySeconds: config.submissions.retry.baseDelaySeconds,
       maxDelaySeconds: config.submissions.retry.maxDelaySeconds,
       breakerThreshold: config.submissions.retry.breakerThreshold,

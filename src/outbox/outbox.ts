@@ -187,6 +187,8 @@ export interface WorkerOptions {
   readonly peers: PeerClient;
   readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
   readonly onDelivered?: (row: { trackingId: string; country: string; patientRef: string }, receipt: string) => Promise<void>;
+  /** Checks the receipt: signed by the receiving country, for this message and this content. Throws if not. */
+  readonly verifyReceipt?: (country: string, receipt: string, expected: { messageId: string; bundle: Record<string, unknown> }) => Promise<void>;
   readonly onDeadLetter?: (row: { trackingId: string; country: string }, reason: string) => void;
   readonly pollMs?: number;
   readonly batch?: number;
@@ -276,6 +278,11 @@ export class OutboxWorker {
         },
         ReceiptResultSchema,
       );
+      try {
+        await this.#o.verifyReceipt?.(row.country, answer.payload.receipt, { messageId: row.tracking_id, bundle: payload.bundle });
+      } catch (cause) {
+        throw new GatewayError('peer.bad-response', 'receipt does not match the submission', { cause });
+      }
       await store.markDelivered(row.tracking_id, answer.payload.receipt);
       this.#breakers.delete(row.country);
       await this.#o.onDelivered?.({ trackingId: row.tracking_id, country: row.country, patientRef: row.patient_ref }, answer.payload.receipt);
