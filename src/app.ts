@@ -3,6 +3,7 @@
  * the hospital/citizen API and the peer API. src/main.ts supplies real dependencies; tests supply
  * their own (in-memory PGlite, generated keys) and use `inject` or real listeners.
  */
+import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
@@ -249,6 +250,15 @@ export async function buildPeerApp(deps: GatewayDeps): Promise<FastifyInstance> 
     const reason = /^[A-Z0-9_]{1,64}$/.test(raw) ? raw : 'UNKNOWN';
     deps.metrics.peerTlsRefusals.inc({ reason });
     app.log.warn({ reason, remoteAddress: socket.remoteAddress }, 'peer TLS handshake refused');
+    deps.services.audit
+      .record({
+        kind: 'peer-auth-failure',
+        outcome: 'serious',
+        client: { id: 'unauthenticated', network: socket.remoteAddress ?? 'unknown' },
+        transactionId: randomUUID(),
+        outcomeDesc: `tls:${reason}`,
+      })
+      .catch((err: unknown) => app.log.warn({ err }, 'could not audit a refused handshake'));
   });
   app.get('/health/live', { schema: { hide: true } }, async () => ({ status: 'live' }));
   await app.register(jwksRoutes, { keys: deps.keys });
@@ -262,6 +272,15 @@ export async function buildPeerApp(deps: GatewayDeps): Promise<FastifyInstance> 
     operations: [pingOperation, ...providerOperations(deps), ...(deps.peerOperations ?? [])],
     clockSkewSeconds: deps.config.policy.clockSkewSeconds,
     checkpoint: (fromSize) => checkpointForPeer(deps.services.auditLog, fromSize),
+    onRefused: async (refusal) =>
+      deps.services.audit.record({
+        kind: 'peer-auth-failure',
+        outcome: 'serious',
+        client: { id: refusal.country === undefined ? 'unauthenticated' : (deps.trust.require().countries[refusal.country]?.ncpId ?? refusal.country), network: refusal.remoteAddress },
+        ...(refusal.country === undefined ? {} : { sourceCountry: refusal.country }),
+        transactionId: refusal.requestId,
+        outcomeDesc: refusal.code,
+      }),
     ...(deps.now === undefined ? {} : { now: deps.now }),
   });
   return app;

@@ -2,6 +2,7 @@
  * Boot: config -> logger -> keys -> storage -> migrations -> trust list -> app -> listeners, and
  * graceful shutdown. Process concerns (signals, exit codes, timers) live here and nowhere else.
  */
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -9,6 +10,7 @@ import { buildGateway, type Gateway } from './app.js';
 import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { PeerClient } from './crossborder/peer-client.js';
+import type { Auditor } from './audit/auditor.js';
 import { createLogger } from './http/logger.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import type { Db } from './storage/db.js';
@@ -50,18 +52,37 @@ async function readJsonFile(file: string): Promise<unknown> {
   return JSON.parse(await readFile(file, 'utf8')) as unknown;
 }
 
-export async function createTrustStore(config: Readonly<Config>, logger: Logger, metrics: Metrics, onChanged?: () => void): Promise<TrustStore> {
+export async function createTrustStore(
+  config: Readonly<Config>,
+  logger: Logger,
+  metrics: Metrics,
+  onChanged?: () => void,
+  audit?: () => Auditor | undefined,
+): Promise<TrustStore> {
   const anchorKeys = await Promise.all(config.trustList.anchorKeyFiles.map(readJsonFile));
   const source = config.trustList.file !== undefined ? { file: config.trustList.file } : { url: config.trustList.url ?? '' };
   return new TrustStore({
     source,
     anchorKeys,
     log: logger.child({ component: 'trust-list' }),
-    onRejected: (reason) => metrics.trustListRejections.inc({ rule: reason.rule }),
+    onRejected: (reason) => {
+      metrics.trustListRejections.inc({ rule: reason.rule });
+      void audit?.()
+        ?.record({ kind: 'trust-list-change', outcome: 'serious', transactionId: randomUUID(), outcomeDesc: `refused: ${reason.rule}` })
+        .catch((err: unknown) => logger.warn({ err }, 'could not audit a refused trust list'));
+    },
     onChanged: (list) => {
       metrics.trustListSequence.set(list.sequence);
       metrics.trustListNextUpdate.set(Math.floor(Date.parse(list.nextUpdate) / 1000));
       onChanged?.();
+      void audit?.()
+        ?.record({
+          kind: 'trust-list-change',
+          outcome: 'success',
+          transactionId: randomUUID(),
+          entityExtra: [{ what: { display: `trust list sequence ${list.sequence}` }, description: `countries ${Object.keys(list.countries).join(',')}` }],
+        })
+        .catch((err: unknown) => logger.warn({ err }, 'could not audit a trust list change'));
     },
   });
 }
@@ -80,7 +101,8 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
   const keys = await loadGatewayKeys(config.keys);
   const metrics = createMetrics({ country: config.country });
   let peerClient: PeerClient | undefined;
-  const trust = await createTrustStore(config, logger, metrics, () => void peerClient?.reset());
+  let auditor: Auditor | undefined;
+  const trust = await createTrustStore(config, logger, metrics, () => void peerClient?.reset(), () => auditor);
   const db = await openDb({
     databaseUrl: config.database.url,
     dataDir: config.database.url === undefined ? config.database.dataDir : undefined,
@@ -93,13 +115,14 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
   try {
     const { applied } = await runMigrations(db, migrationsDir(), (msg, extra) => logger.info(extra ?? {}, msg));
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
+    const services = await createServices({ config, db, keys, trust, metrics, logger });
+    peerClient = services.peers;
+    auditor = services.audit;
     // A refused list at boot leaves the gateway up but not ready: operators see why in the log and
-    // the readiness probe, and the periodic reload picks up a corrected file.
+    // the readiness probe, and the periodic reload picks up a corrected file. Either way it is audited.
     const outcome = await trust.load();
     if (outcome === 'rejected') logger.error('no valid trust list at start; peer traffic is refused until one loads');
     trust.startAutoRefresh(config.trustList.refreshSeconds * 1000);
-    const services = await createServices({ config, db, keys, trust, metrics, logger });
-    peerClient = services.peers;
     const purge = setInterval(() => {
       const now = new Date();
       services.replay.purgeExpired().catch((err: unknown) => logger.warn({ err }, 'replay cache purge failed'));

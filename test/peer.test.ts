@@ -324,6 +324,20 @@ describe('peer API between two gateways (mutual TLS, trust list, signed envelope
     }
   });
 
+  test('refused peers and trust-list changes are in the audit log', async () => {
+    const { rows } = await es.db.query<{ event: { subtype?: Array<{ system?: string; code?: string }>; outcome?: string; outcomeDesc?: string } }>(
+      'SELECT event FROM audit_log ORDER BY seq',
+    );
+    const kind = (e: (typeof rows)[number]['event']) => e.subtype?.find((c) => c.system === 'urn:ncpeh:audit-kind')?.code;
+    const failures = rows.filter((r) => kind(r.event) === 'peer-auth-failure').map((r) => r.event.outcomeDesc ?? '');
+    for (const code of ['peer.untrusted', 'peer.country-mismatch', 'envelope.replayed', 'envelope.signature-invalid', 'envelope.algorithm-forbidden', 'tls:CERT_HAS_EXPIRED']) {
+      assert.ok(failures.some((f) => f.includes(code)), `${code} audited: ${failures.join(' ')}`);
+    }
+    const trustEvents = rows.filter((r) => kind(r.event) === 'trust-list-change');
+    assert.ok(trustEvents.some((r) => r.event.outcome === '0'), 'the list loaded at start is audited');
+    assert.ok(trustEvents.some((r) => r.event.outcome === '8'), 'a refused list is audited');
+  });
+
   test('jwks.json publishes only public keys on both listeners', async () => {
     const res = await es.gateway.api.inject({ method: 'GET', url: '/.well-known/jwks.json' });
     assert.equal(res.statusCode, 200);

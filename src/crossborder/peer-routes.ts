@@ -44,7 +44,12 @@ export interface PeerRoutesOptions {
    * so each peer witnesses our log (issue 7).
    */
   readonly checkpoint?: (fromSize: number | undefined) => Promise<unknown>;
+  /** Audit hook for refused peer requests (certificate, envelope or HCP assertion checks). */
+  readonly onRefused?: (refusal: { code: string; country: string | undefined; remoteAddress: string; requestId: string }) => Promise<void>;
 }
+
+/** Refusals that say something about who is calling: worth a security audit record. */
+const AUTH_FAILURE = /^(peer|envelope|hcp|trust-list)\./;
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -81,6 +86,15 @@ export const peerRoutes: FastifyPluginAsync<PeerRoutesOptions> = async (app: Fas
     if (!COMPACT.test(text)) return done(new GatewayError('envelope.malformed'), undefined);
     done(null, text);
   });
+
+  if (opts.onRefused !== undefined) {
+    const onRefused = opts.onRefused;
+    app.addHook('onError', async (request, _reply, error) => {
+      if (!(error instanceof GatewayError) || !AUTH_FAILURE.test(error.code)) return;
+      // Best effort: the request is refused either way; a failed audit write must not change that.
+      await onRefused({ code: error.code, country: request.peerCountry, remoteAddress: request.ip, requestId: request.id }).catch(() => undefined);
+    });
+  }
 
   // Authenticate the connection before anything is read or parsed.
   app.addHook('onRequest', async (request) => {
