@@ -26,7 +26,10 @@ function say(title: string, detail = ''): void {
 
 class DemoFailure extends Error {}
 
-async function call(url: string, init: { method?: string; token?: string; body?: unknown; cookie?: string } = {}): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> {
+async function call(
+  url: string,
+  init: { method?: string; token?: string; body?: unknown; cookie?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> {
   const res = await fetch(url, {
     method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
     redirect: 'manual',
@@ -34,6 +37,7 @@ async function call(url: string, init: { method?: string; token?: string; body?:
       ...(init.token === undefined ? {} : { authorization: `Bearer ${init.token}` }),
       ...(init.cookie === undefined ? {} : { cookie: init.cookie }),
       ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...init.headers,
     },
     ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
   });
@@ -128,7 +132,57 @@ async function main(): Promise<void> {
       `\n${entries.length} resources in the document`,
   );
 
-  // 6. Kenneth sees who accessed his data, each entry with a verified inclusion proof.
+  // 6. What happened in Barcelona goes back home: readings from his mHealth app and an encounter.
+  const now2 = new Date().toISOString();
+  const submission = await call(`${es.api}/api/v1/cross-border/patients/DK/${encodeURIComponent(ref)}/documents`, {
+    token,
+    headers: { 'idempotency-key': `demo-${Date.now()}` },
+    body: {
+      resourceType: 'Bundle',
+      type: 'collection',
+      entry: [
+        {
+          fullUrl: 'urn:uuid:8a1d5a52-3c55-4a63-9d6e-7f3a3b9f0a01',
+          resource: {
+            resourceType: 'Encounter',
+            status: 'finished',
+            class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'EMER', display: 'emergency' },
+            subject: { reference: `Patient/${ref}` },
+            period: { start: now2, end: now2 },
+          },
+        },
+        {
+          resource: {
+            resourceType: 'Observation',
+            status: 'final',
+            code: { coding: [{ system: 'http://loinc.org', code: '59408-5', display: 'Oxygen saturation in Arterial blood by Pulse oximetry' }] },
+            subject: { reference: `Patient/${ref}` },
+            encounter: { reference: 'urn:uuid:8a1d5a52-3c55-4a63-9d6e-7f3a3b9f0a01' },
+            effectiveDateTime: now2,
+            valueQuantity: { value: 89, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+          },
+        },
+      ],
+    },
+  });
+  expect(submission.status === 202, 'the submission is accepted', submission.json);
+  const trackingId = String(submission.json.trackingId);
+  let delivered: Record<string, unknown> = {};
+  for (let i = 0; i < 60 && delivered.status !== 'delivered'; i++) {
+    delivered = (await call(`${es.api}/api/v1/cross-border/submissions/${trackingId}`, { token })).json;
+    if (delivered.status !== 'delivered') await new Promise((r) => setTimeout(r, 500));
+  }
+  expect(delivered.status === 'delivered', 'the submission reaches Denmark', delivered);
+  say('ES sends the encounter and an SpO2 reading home; DK registers them and returns a signed receipt', `tracking ${trackingId}: delivered, receipt ${String(delivered.receipt).slice(0, 32)}...`);
+
+  // 7. His Danish GP is notified in the national record.
+  if (dk.fhir === undefined) throw new DemoFailure('the sandbox has no DK FHIR server');
+  const comms = await call(`${dk.fhir}/Communication?identifier=${encodeURIComponent(`urn:ncpeh:submission|${trackingId}/notification`)}`);
+  const recipient = z.array(z.object({ resource: z.object({ recipient: z.array(z.object({ reference: z.string() })).optional() }) })).safeParse(comms.json.entry);
+  expect(recipient.success && recipient.data.length === 1, 'a Communication notifies his GP', comms.json);
+  say("Kenneth's GP is notified (FHIR Communication in the Danish record)", `recipient ${recipient.success ? (recipient.data[0]?.resource.recipient?.[0]?.reference ?? '?') : '?'}`);
+
+  // 8. Kenneth sees who accessed his data, each entry with a verified inclusion proof.
   const log = await call(`${dk.api}/api/v1/me/access-log`, { token: kenneth });
   const logEntries = z.array(z.object({ who: z.string(), what: z.string(), country: z.string().nullable(), verified: z.boolean(), recordedAt: z.string() })).parse(log.json.entries);
   expect(logEntries.some((e) => e.country === 'ES' && e.verified), 'the access log shows the Spanish access with a proof', log.json);
@@ -140,7 +194,7 @@ async function main(): Promise<void> {
       .join('\n'),
   );
 
-  // 7. He revokes the consent; the next read is refused at once.
+  // 9. He revokes the consent; the next read is refused at once.
   const revoke = await call(`${dk.api}/api/v1/me/consents/${String(consent.json.id)}`, { method: 'DELETE', token: kenneth });
   expect(revoke.status === 200, 'consent revoked', revoke.json);
   const again = await call(`${es.api}/api/v1/cross-border/patients/DK/${encodeURIComponent(ref)}/summary`, { token });
