@@ -12,6 +12,7 @@ import { createMetrics } from './http/metrics.js';
 import { createPeerClient, createTrustStore, serve } from './main.js';
 import { loadGatewayKeys } from './trust/keys.js';
 import { parseAnchorKeys, signingKeysFor, signTrustList, verifyTrustList } from './trust/trust-list.js';
+import { exportNdjson, exportToSyslog, SyslogTlsExporter } from './audit/export.js';
 import { verifyAuditLog } from './audit/verify.js';
 import { migrationsDir, runMigrations } from './storage/migrate.js';
 import { openDb } from './storage/open.js';
@@ -32,6 +33,11 @@ Commands:
                                    call a peer gateway's ping over mutual TLS with signed envelopes
   audit verify --config FILE       recompute the audit Merkle tree from the database and check every
                                    checkpoint and witness record; exit 1 naming the first problem
+  audit export --config FILE [--since SEQ] [--until SEQ]
+                                   AuditEvents as NDJSON on standard output
+  audit export --config FILE --syslog HOST:PORT --syslog-ca FILE [--since SEQ]
+                                   AuditEvents as RFC 5424 syslog over TLS (RFC 5425) to a SIEM;
+                                   prints the last sequence number sent (the next --since)
 
 The config file may also be given with NCPEH_CONFIG. DATABASE_URL selects PostgreSQL.`;
 
@@ -134,8 +140,65 @@ async function cmdPeer(args: string[]): Promise<void> {
   }
 }
 
+function seqOption(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^-?\d+$/.test(value)) throw new UsageError(`${name} must be a whole number`);
+  return Number(value);
+}
+
+async function cmdAuditExport(rest: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      config: { type: 'string', short: 'c' },
+      since: { type: 'string' },
+      until: { type: 'string' },
+      syslog: { type: 'string' },
+      'syslog-ca': { type: 'string' },
+      'syslog-cert': { type: 'string' },
+      'syslog-key': { type: 'string' },
+    },
+    strict: true,
+  });
+  const config = loadConfig(requireConfig(values));
+  const since = seqOption(values.since, '--since');
+  const until = seqOption(values.until, '--until');
+  const db = await openDb({
+    databaseUrl: config.database.url,
+    dataDir: config.database.url === undefined ? config.database.dataDir : undefined,
+    production: process.env.NODE_ENV === 'production',
+  });
+  try {
+    if (values.syslog === undefined) {
+      const count = await exportNdjson(db, process.stdout, { ...(since === undefined ? {} : { since }), ...(until === undefined ? {} : { until }) });
+      console.error(`exported ${count} audit entries`);
+      return;
+    }
+    const target = /^([^:\s]+):(\d{1,5})$/.exec(values.syslog);
+    if (target?.[1] === undefined || target[2] === undefined) throw new UsageError('--syslog must be HOST:PORT');
+    if (values['syslog-ca'] === undefined) throw new UsageError('--syslog needs --syslog-ca FILE (the collector is verified, never trusted blindly)');
+    const exporter = new SyslogTlsExporter({
+      host: target[1],
+      port: Number(target[2]),
+      ca: await readFile(values['syslog-ca']),
+      ...(values['syslog-cert'] === undefined ? {} : { cert: await readFile(values['syslog-cert']) }),
+      ...(values['syslog-key'] === undefined ? {} : { key: await readFile(values['syslog-key']) }),
+      hostname: config.ncpId.replace(/[^\x21-\x7e]/g, '').slice(0, 255),
+    });
+    try {
+      const last = await exportToSyslog(db, exporter, since === undefined ? {} : { since });
+      console.log(last === undefined ? 'nothing to send' : String(last));
+    } finally {
+      await exporter.close();
+    }
+  } finally {
+    await db.close();
+  }
+}
+
 async function cmdAudit(args: string[]): Promise<void> {
   const [sub, ...rest] = args;
+  if (sub === 'export') return cmdAuditExport(rest);
   if (sub !== 'verify') throw new UsageError(`unknown audit command "${sub ?? ''}"`);
   const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } }, strict: true });
   const config = loadConfig(requireConfig(values));
