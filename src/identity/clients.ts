@@ -15,6 +15,7 @@ import { createPublicKey } from 'node:crypto';
 import jose from 'node-jose';
 import type { JWK } from 'node-jose';
 import { z } from 'zod';
+import { refusePrivateJwkMembers } from '../trust/jwk.js';
 import { checkCompactShape } from '../crossborder/envelope.js';
 import type { ReplayStore } from '../crossborder/replay-store.js';
 import { GatewayError, isGatewayError } from '../http/errors.js';
@@ -28,7 +29,6 @@ const CLIENT_ALGS: readonly ClientSigningAlg[] = ['ES256', 'PS256', 'RS256'];
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const MIN_RSA_BITS = 2048;
 /** RFC 7518 sections 6.2.2 and 6.3.2, plus `k` (symmetric secret): members only a private key has. */
-const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 
 const kid = z.string().min(1).max(256);
 const ecKeySchema = z.object({
@@ -57,14 +57,7 @@ const rsaKeySchema = z.object({
  */
 const ClientJwkSchema = z
   .unknown()
-  .superRefine((value, ctx) => {
-    if (typeof value !== 'object' || value === null) return;
-    for (const member of PRIVATE_JWK_MEMBERS) {
-      if (Object.hasOwn(value, member)) {
-        ctx.addIssue({ code: 'custom', message: `private key material ("${member}") is not allowed`, path: [member] });
-      }
-    }
-  })
+  .superRefine(refusePrivateJwkMembers)
   .pipe(z.discriminatedUnion('kty', [ecKeySchema, rsaKeySchema]))
   .superRefine((jwk, ctx) => {
     // Let OpenSSL import it once at boot: points off the curve and malformed moduli fail here.

@@ -9,6 +9,7 @@
 import { createPublicKey } from 'node:crypto';
 import jose from 'node-jose';
 import { z } from 'zod';
+import { refusePrivateJwkMembers } from './jwk.js';
 import { GatewayError } from '../http/errors.js';
 
 export const TRUST_LIST_TYP = 'ncpeh-trust-list+jws';
@@ -25,7 +26,6 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 /** RFC 7518 section 6.2.2 (EC) and 6.3.2 (RSA): the members that make a JWK private. `k` is a symmetric secret. */
-const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 
 /** Algorithms a key may announce, by key type and use; these mirror the envelope allowlists (issue 3). */
 const ALLOWED_ALG: Readonly<Record<'EC' | 'RSA', Readonly<Record<'sig' | 'enc', readonly string[]>>>> = {
@@ -67,14 +67,7 @@ const RsaPublicJwk = z.strictObject({
  */
 export const PublicJwkSchema = z
   .unknown()
-  .superRefine((value, ctx) => {
-    if (typeof value !== 'object' || value === null) return;
-    for (const member of PRIVATE_JWK_MEMBERS) {
-      if (Object.hasOwn(value, member)) {
-        ctx.addIssue({ code: 'custom', message: `private key material ("${member}") is not allowed`, path: [member] });
-      }
-    }
-  })
+  .superRefine(refusePrivateJwkMembers)
   .pipe(z.discriminatedUnion('kty', [EcPublicJwk, RsaPublicJwk]))
   .superRefine((jwk, ctx) => {
     if (jwk.alg !== undefined && !ALLOWED_ALG[jwk.kty][jwk.use].includes(jwk.alg)) {
