@@ -28,7 +28,6 @@ const CLIENT_ALGS: readonly ClientSigningAlg[] = ['ES256', 'PS256', 'RS256'];
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const MIN_RSA_BITS = 2048;
-/** RFC 7518 sections 6.2.2 and 6.3.2, plus `k` (symmetric secret): members only a private key has. */
 
 const kid = z.string().min(1).max(256);
 const ecKeySchema = z.object({

@@ -25,8 +25,6 @@ const COUNTRY_CODE = /^[A-Z]{2}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
-/** RFC 7518 section 6.2.2 (EC) and 6.3.2 (RSA): the members that make a JWK private. `k` is a symmetric secret. */
-
 /** Algorithms a key may announce, by key type and use; these mirror the envelope allowlists (issue 3). */
 const ALLOWED_ALG: Readonly<Record<'EC' | 'RSA', Readonly<Record<'sig' | 'enc', readonly string[]>>>> = {
   // Exactly what src/crossborder/envelope.ts accepts: a key the envelope would refuse must not get
