@@ -5,27 +5,14 @@
  * `GET /ncp/v1/audit/checkpoint` (our latest signed checkpoint, with a consistency proof from the
  * size the peer last witnessed).
  */
-import type { AuditEvent } from '@medplum/fhirtypes';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { GatewayError } from '../http/errors.js';
 import { requireCitizen, type GuardOptions } from '../identity/guards.js';
-import { describeAuditEvent } from './balp.js';
-import type { AuditLog, Checkpoint } from './log.js';
-import { verifyInclusion } from './merkle.js';
+import { accessLogFor } from './access-log.js';
+import type { AuditLog } from './log.js';
 
 const b64 = (b: Buffer): string => b.toString('base64');
-
-function isAuditEvent(value: Record<string, unknown>): value is Record<string, unknown> & AuditEvent {
-  return value['resourceType'] === 'AuditEvent';
-}
-
-/** A checkpoint covering entry `seq`: the latest one, or a fresh one if the entry is newer. */
-async function checkpointCovering(log: AuditLog, seq: number): Promise<Checkpoint> {
-  const latest = await log.latestCheckpoint();
-  if (latest !== undefined && latest.treeSize > seq) return latest;
-  return log.checkpoint();
-}
 
 const ProofView = z.object({ leafIndex: z.number(), treeSize: z.number(), leafHash: z.string(), auditPath: z.array(z.string()), rootHash: z.string() });
 
@@ -61,35 +48,24 @@ export const accessLogRoutes: FastifyPluginAsyncZod<{ guard: GuardOptions; log: 
     },
     async (request) => {
       const session = await requireCitizen(request, opts.guard);
-      const events = await opts.log.eventsForPatient(session.patientKey);
-      const last = events[events.length - 1];
-      if (last === undefined) return { checkpoint: null, entries: [] };
-      const checkpoint = await checkpointCovering(opts.log, last.seq);
-      const entries = await Promise.all(
-        events.map(async (e) => {
-          const p = await opts.log.inclusionProofFor(e.seq, checkpoint.treeSize);
-          // The same check the citizen's own tools can make from the published data alone.
-          const verified = p.rootHash.equals(checkpoint.rootHash) && verifyInclusion(p.seq, p.treeSize, p.leafHash, p.proof, checkpoint.rootHash);
-          const summary = isAuditEvent(e.event) ? describeAuditEvent(e.event) : undefined;
-          return {
-            seq: e.seq,
-            recordedAt: e.recordedAt.toISOString(),
-            who: summary?.who ?? 'unknown',
-            role: summary?.role ?? null,
-            organization: summary?.organization ?? null,
-            country: summary?.country ?? null,
-            what: summary?.what ?? 'unknown',
-            why: summary?.why ?? [],
-            outcome: summary?.outcome ?? 'unknown',
-            verified,
-            proof: { leafIndex: p.seq, treeSize: p.treeSize, leafHash: b64(p.leafHash), auditPath: p.proof.map(b64), rootHash: b64(p.rootHash) },
-            event: e.event,
-          };
-        }),
-      );
+      const { checkpoint, entries } = await accessLogFor(opts.log, session.patientKey);
+      if (checkpoint === undefined) return { checkpoint: null, entries: [] };
       return {
         checkpoint: { treeSize: checkpoint.treeSize, rootHash: b64(checkpoint.rootHash), signedAt: checkpoint.signedAt.toISOString(), jws: checkpoint.jws, signedBy: opts.ourNcpId },
-        entries: entries.reverse(),
+        entries: entries.map((e) => ({
+          seq: e.seq,
+          recordedAt: e.recordedAt.toISOString(),
+          who: e.summary?.who ?? 'unknown',
+          role: e.summary?.role ?? null,
+          organization: e.summary?.organization ?? null,
+          country: e.summary?.country ?? null,
+          what: e.summary?.what ?? 'unknown',
+          why: e.summary?.why ?? [],
+          outcome: e.summary?.outcome ?? 'unknown',
+          verified: e.verified,
+          proof: { leafIndex: e.proof.seq, treeSize: e.proof.treeSize, leafHash: b64(e.proof.leafHash), auditPath: e.proof.proof.map(b64), rootHash: b64(e.proof.rootHash) },
+          event: e.event,
+        })),
       };
     },
   );

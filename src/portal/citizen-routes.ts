@@ -13,7 +13,7 @@ import { newConsentId, type StoredConsent } from '../consent/repository.js';
 import { GatewayError, isGatewayError } from '../http/errors.js';
 import { SESSION_COOKIE, type CitizenSession } from '../identity/citizen-session.js';
 import { requireCitizen } from '../identity/guards.js';
-import { accessLogFor } from './access-log.js';
+import { accessLogFor } from '../audit/access-log.js';
 import { accessLogBody, consentsBody, PORTAL_LANGS, PORTAL_PATH, signInBody, type FieldProblem, type GrantFormState } from './citizen-views.js';
 import type { PortalApp, PortalContext } from './context.js';
 import { url } from './html.js';

@@ -6,7 +6,7 @@ import type { StoredConsent } from '../consent/repository.js';
 import { IPS_SECTIONS, ISCO_ROLES, PURPOSES } from '../consent/model.js';
 import { html, url, type HtmlValue, type SafeHtml } from './html.js';
 import { AUDIT_WHAT, countryName, formatDate, formatDateTime, formatList, LOCALES, MESSAGES, PURPOSE_NAMES, PURPOSE_PHRASES, ROLE_NAMES, ROLE_TITLES, SECTION_NAMES, type Lang } from './i18n.js';
-import type { AccessLogView } from './access-log.js';
+import type { AccessLogView } from '../audit/access-log.js';
 
 export const PORTAL_PATH = '/portal';
 export const PORTAL_LANGS: readonly Lang[] = ['da', 'en'];

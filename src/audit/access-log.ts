@@ -1,19 +1,21 @@
 /**
- * The citizen's access log for the portal page: the same entries and the same proof check as
- * `GET /api/v1/me/access-log` (src/audit/routes.ts): every AuditEvent about the patient, each with
- * an RFC 9162 inclusion proof against one signed checkpoint, verified here from the published
- * data alone (leaf hash, audit path, root) before the page calls it "verified".
+ * The citizen's access log (`GET /api/v1/me/access-log` and the portal page): every AuditEvent about
+ * the patient, each with an RFC 9162 inclusion proof against one signed checkpoint, verified from the
+ * published data alone (leaf hash, audit path, root) before it is called "verified".
  */
 import type { AuditEvent } from '@medplum/fhirtypes';
-import { describeAuditEvent, type AuditSummary } from '../audit/balp.js';
-import type { AuditLog, Checkpoint } from '../audit/log.js';
-import { verifyInclusion } from '../audit/merkle.js';
+import { describeAuditEvent, type AuditSummary } from './balp.js';
+import type { AuditLog, Checkpoint, InclusionProof } from './log.js';
+import { verifyInclusion } from './merkle.js';
 
 export interface AccessLogEntry {
   readonly seq: number;
   readonly recordedAt: Date;
   readonly summary: AuditSummary | undefined;
   readonly verified: boolean;
+  readonly proof: InclusionProof;
+  /** The AuditEvent as stored (id = seq). */
+  readonly event: Record<string, unknown>;
 }
 
 export interface AccessLogView {
@@ -26,7 +28,7 @@ function isAuditEvent(value: Record<string, unknown>): value is Record<string, u
   return value['resourceType'] === 'AuditEvent';
 }
 
-/** The latest checkpoint if it covers entry `seq`, else a fresh one (as the API route does). */
+/** The latest checkpoint if it covers entry `seq`, else a fresh one. */
 async function checkpointCovering(log: AuditLog, seq: number): Promise<Checkpoint> {
   const latest = await log.latestCheckpoint();
   if (latest !== undefined && latest.treeSize > seq) return latest;
@@ -42,7 +44,7 @@ export async function accessLogFor(log: AuditLog, patientKey: string): Promise<A
     events.map(async (e) => {
       const p = await log.inclusionProofFor(e.seq, checkpoint.treeSize);
       const verified = p.rootHash.equals(checkpoint.rootHash) && verifyInclusion(p.seq, p.treeSize, p.leafHash, p.proof, checkpoint.rootHash);
-      return { seq: e.seq, recordedAt: e.recordedAt, summary: isAuditEvent(e.event) ? describeAuditEvent(e.event) : undefined, verified };
+      return { seq: e.seq, recordedAt: e.recordedAt, summary: isAuditEvent(e.event) ? describeAuditEvent(e.event) : undefined, verified, proof: p, event: e.event };
     }),
   );
   return { checkpoint, entries: entries.reverse() };
