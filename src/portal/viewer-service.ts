@@ -5,16 +5,14 @@
  * routes render them. The cross-border steps follow src/crossborder/consumer-routes.ts rule for rule
  * (peer call, IPS re-validation of what the peer signed, audit record); keep the two in step.
  */
-import type { Bundle } from '@medplum/fhirtypes';
 import { z } from 'zod';
 import type { Config } from '../config/schema.js';
-import { PeerRefusedError } from '../crossborder/peer-client.js';
-import { auditUser, DiscoveryResultSchema, SummaryResultSchema, type DiscoveryResult } from '../crossborder/provider.js';
+import { identifyAbroad, summaryFromAbroad, type ConsumerDeps, type FetchedSummary } from '../crossborder/consumer.js';
+import { auditUser, type DiscoveryResult } from '../crossborder/provider.js';
 import { GatewayError, isGatewayError, type ErrorCode } from '../http/errors.js';
 import type { GuardOptions } from '../identity/guards.js';
 import { issueHcpAssertion, verifyHcpAssertion, type HcpAssertion, type PurposeOfUse } from '../identity/hcp-assertion.js';
 import type { Professional } from '../identity/registry.js';
-import { validateIpsDocument } from '../national/ips.js';
 import { checkSubmissionBundle, contentHash } from '../outbox/submission-bundle.js';
 import type { GatewayServices } from '../services.js';
 
@@ -129,20 +127,8 @@ export async function verifyViewerAssertion(deps: ViewerDeps, token: string): Pr
 /** Peer refusals the page explains to the professional; anything else stays a peer failure. */
 const EXPLAINED = ['consent.denied', 'patient.reference-invalid', 'document.not-found', 'hcp.assertion-expired', 'hcp.assertion-invalid'] as const satisfies readonly ErrorCode[];
 
-function isExplainedCode(code: string | undefined): code is (typeof EXPLAINED)[number] {
-  return (EXPLAINED as readonly string[]).includes(code ?? '');
-}
-
-function relay(e: unknown): never {
-  if (e instanceof PeerRefusedError) {
-    if (isExplainedCode(e.peerCode)) throw new GatewayError(e.peerCode, undefined, { cause: e });
-    if (e.peerStatus >= 500) throw new GatewayError('peer.unreachable', `peer answered ${e.peerStatus}`, { cause: e, retryAfter: 30 });
-  }
-  throw e;
-}
-
 export function isExplainedRefusal(e: unknown): boolean {
-  return isGatewayError(e) && isExplainedCode(e.code);
+  return isGatewayError(e) && (EXPLAINED as readonly string[]).includes(e.code);
 }
 
 export interface IdentifyQuery {
@@ -151,30 +137,16 @@ export interface IdentifyQuery {
   readonly birthDate: string;
 }
 
+function consumerDeps(deps: ViewerDeps): ConsumerDeps {
+  return { ourCountry: deps.config.country, peers: deps.services.peers, audit: deps.services.audit };
+}
+
+/** The same identification as `POST /api/v1/cross-border/patients/$identify` (src/crossborder/consumer.ts). */
 export async function identifyPatient(deps: ViewerDeps, hcp: { token: string; assertion: HcpAssertion }, q: IdentifyQuery, meta: RequestMeta): Promise<DiscoveryResult> {
-  if (q.country === deps.config.country) throw new GatewayError('peer.unknown-country', q.country);
-  const answer = await deps.services.peers
-    .call(q.country, '/ncp/v1/patient-discovery', { hcp: hcp.token, query: { identifier: q.identifier, birthDate: q.birthDate } }, DiscoveryResultSchema)
-    .catch(relay);
-  await deps.services.audit.record({
-    kind: 'query',
-    outcome: answer.payload.outcome === 'match' ? 'success' : 'minor',
-    user: auditUser(hcp.assertion),
-    client: { id: hcp.assertion.client_id, network: meta.remoteAddress },
-    sourceCountry: deps.config.country,
-    transactionId: meta.requestId,
-    query: `Patient?identifier=${q.identifier.system}|*&country=${q.country}`,
-  });
-  return answer.payload;
+  return identifyAbroad(consumerDeps(deps), { ...hcp, ...meta }, q);
 }
 
-export interface FetchedSummary {
-  readonly bundle: Bundle;
-  readonly basis: 'consent' | 'break-glass';
-  readonly signerNcpId: string;
-  readonly signedAt: Date;
-}
-
+/** The same summary as `GET /api/v1/cross-border/patients/:country/:ref/summary`. */
 export async function fetchSummary(
   deps: ViewerDeps,
   hcp: { token: string; assertion: HcpAssertion },
@@ -182,27 +154,7 @@ export async function fetchSummary(
   ref: string,
   meta: RequestMeta,
 ): Promise<FetchedSummary> {
-  if (country === deps.config.country) throw new GatewayError('peer.unknown-country', country);
-  const answer = await deps.services.peers.call(country, '/ncp/v1/patient-summary', { hcp: hcp.token, ref }, SummaryResultSchema).catch(relay);
-  // What a peer signed is still checked before it reaches a clinician's screen.
-  let bundle: Bundle;
-  try {
-    bundle = validateIpsDocument(answer.payload.bundle).bundle;
-  } catch (cause) {
-    throw new GatewayError('peer.bad-response', 'the peer sent an invalid IPS document', { cause });
-  }
-  const signedAt = answer.signature.signedAt;
-  await deps.services.audit.record({
-    kind: 'import',
-    outcome: 'success',
-    user: auditUser(hcp.assertion),
-    client: { id: hcp.assertion.client_id, network: meta.remoteAddress },
-    sourceCountry: country,
-    transactionId: meta.requestId,
-    patient: { reference: `Patient/${ref}` },
-    entityExtra: [{ what: { display: `IPS sections ${answer.payload.sections.join(',')}` }, description: `signed by ${answer.signature.signerNcpId} at ${signedAt.toISOString()}` }],
-  });
-  return { bundle, basis: answer.payload.basis, signerNcpId: answer.signature.signerNcpId, signedAt };
+  return summaryFromAbroad(consumerDeps(deps), { ...hcp, ...meta }, country, ref);
 }
 
 /** LOINC 34109-9 "Note": the document type of a free-text clinical note. */

@@ -1,0 +1,126 @@
+/**
+ * Country B's two questions to a patient's country, shared by the hospital API
+ * (consumer-routes.ts) and the professional viewer (src/portal): identify the patient, and fetch the
+ * consented Patient Summary. Each forwards the HCP assertion inside a signed peer request, checks
+ * the answer again, and audits what it received before returning it.
+ */
+import type { Bundle } from '@medplum/fhirtypes';
+import type { Auditor } from '../audit/auditor.js';
+import { ERROR_CATALOGUE, GatewayError, type ErrorCode } from '../http/errors.js';
+import type { HcpAssertion } from '../identity/hcp-assertion.js';
+import { validateIpsDocument } from '../national/ips.js';
+import { PeerRefusedError, type PeerClient } from './peer-client.js';
+import { auditUser, DiscoveryResultSchema, SummaryResultSchema, type DiscoveryResult } from './provider.js';
+
+export interface ConsumerDeps {
+  readonly ourCountry: string;
+  readonly peers: PeerClient;
+  readonly audit: Auditor;
+}
+
+export interface Caller {
+  readonly token: string;
+  readonly assertion: HcpAssertion;
+  readonly remoteAddress: string;
+  readonly requestId: string;
+}
+
+/** Codes a peer may hand back that mean the same to our caller; anything else is `peer.refused`. */
+const RELAYED: ReadonlySet<string> = new Set<ErrorCode>([
+  'consent.denied',
+  'patient.reference-invalid',
+  'document.not-found',
+  'document.invalid',
+  'hcp.assertion-invalid',
+  'hcp.assertion-expired',
+  'hcp.purpose-not-allowed',
+  'request.invalid',
+  'national.unavailable',
+  'audit.unavailable',
+]);
+
+function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERROR_CATALOGUE, code);
+}
+
+export function relayPeerRefusal(e: unknown): never {
+  if (e instanceof PeerRefusedError) {
+    if (e.peerCode !== undefined && RELAYED.has(e.peerCode) && isErrorCode(e.peerCode)) throw new GatewayError(e.peerCode, undefined, { cause: e });
+    if (e.peerStatus >= 500) throw new GatewayError('peer.unreachable', `peer answered ${e.peerStatus}`, { cause: e, retryAfter: 30 });
+  }
+  throw e;
+}
+
+function checkAbroad(deps: ConsumerDeps, country: string): void {
+  // The patient's own country answers through its own national systems, not the peer API.
+  if (country === deps.ourCountry) throw new GatewayError('peer.unknown-country', country);
+}
+
+export async function identifyAbroad(
+  deps: ConsumerDeps,
+  caller: Caller,
+  q: { country: string; identifier: { system: string; value: string }; birthDate?: string | undefined; familyName?: string | undefined },
+): Promise<DiscoveryResult> {
+  checkAbroad(deps, q.country);
+  const answer = await deps.peers
+    .call(
+      q.country,
+      '/ncp/v1/patient-discovery',
+      {
+        hcp: caller.token,
+        query: {
+          identifier: q.identifier,
+          ...(q.birthDate === undefined ? {} : { birthDate: q.birthDate }),
+          ...(q.familyName === undefined ? {} : { familyName: q.familyName }),
+        },
+      },
+      DiscoveryResultSchema,
+    )
+    .catch(relayPeerRefusal);
+  await deps.audit.record({
+    kind: 'query',
+    outcome: answer.payload.outcome === 'match' ? 'success' : 'minor',
+    user: auditUser(caller.assertion),
+    client: { id: caller.assertion.client_id, network: caller.remoteAddress },
+    sourceCountry: deps.ourCountry,
+    transactionId: caller.requestId,
+    query: `Patient?identifier=${q.identifier.system}|*&country=${q.country}`,
+  });
+  return answer.payload;
+}
+
+export interface FetchedSummary {
+  readonly bundle: Bundle;
+  readonly basis: 'consent' | 'break-glass';
+  readonly sections: readonly string[];
+  readonly signerNcpId: string;
+  readonly signedAt: Date;
+  /** The provider's compact JWS over its answer (provenance). */
+  readonly jws: string;
+}
+
+export async function summaryFromAbroad(deps: ConsumerDeps, caller: Caller, country: string, ref: string, sections?: readonly string[]): Promise<FetchedSummary> {
+  checkAbroad(deps, country);
+  const answer = await deps.peers
+    .call(country, '/ncp/v1/patient-summary', { hcp: caller.token, ref, ...(sections === undefined ? {} : { sections }) }, SummaryResultSchema)
+    .catch(relayPeerRefusal);
+  // What a peer signed is still checked before it reaches a clinician.
+  let bundle: Bundle;
+  try {
+    bundle = validateIpsDocument(answer.payload.bundle).bundle;
+  } catch (cause) {
+    throw new GatewayError('peer.bad-response', 'the peer sent an invalid IPS document', { cause });
+  }
+  const { signedAt, signerNcpId, jws } = answer.signature;
+  await deps.audit.record({
+    kind: 'import',
+    outcome: 'success',
+    user: auditUser(caller.assertion),
+    client: { id: caller.assertion.client_id, network: caller.remoteAddress },
+    sourceCountry: country,
+    transactionId: caller.requestId,
+    patient: { reference: `Patient/${ref}` },
+    entityExtra: [{ what: { display: `IPS sections ${answer.payload.sections.join(',')}` }, description: `signed by ${signerNcpId} at ${signedAt.toISOString()}` }],
+  });
+  return { bundle, basis: answer.payload.basis, sections: answer.payload.sections, signerNcpId, signedAt, jws };
+}
