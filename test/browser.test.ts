@@ -10,59 +10,17 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { Bundle } from '@medplum/fhirtypes';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { ES_PRACTITIONERS, KENNETH } from '../sandbox/seed.js';
-import { startTestGateway } from './helpers/gateway.js';
-import { startWorld, type World } from './helpers/world.js';
+import { makeKennethNarrativeHostile, startPortalWorld, type PortalWorld } from './helpers/portal-world.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOTS = join(import.meta.dirname, '..', 'test-artifacts', 'screenshots');
 const SKIP = process.env.NCPEH_SKIP_BROWSER === '1';
 const ANA = ES_PRACTITIONERS.find((p) => p.roleCode === '221');
-
-// ---------------------------------------------------------------------------------------------
-// The world for the pages (the same setup is in test/portal.test.ts)
-
-const HOSTILE_NARRATIVE =
-  '<div xmlns="http://www.w3.org/1999/xhtml"><p>Allergy to penicillin, see the <a href="#top">top</a></p>' +
-  '<script>alert(1)</script><img src="x" onerror="alert(2)" alt="x-ray"><a href="javascript:alert(3)">click me</a>' +
-  '<iframe src="https://evil.example/"></iframe><p onclick="alert(4)" style="background:url(https://evil.example/t.png)">High criticality</p>' +
-  '<form action="https://evil.example/"><input name="q"><button>Go</button></form><object data="https://evil.example/x.swf">obj</object>' +
-  '<svg><script>alert(5)</script></svg><a href="data:text/html,&lt;script&gt;alert(6)&lt;/script&gt;">data</a><style>body{display:none}</style></div>';
-
-async function startPortalWorld(): Promise<{ world: World; close(): Promise<void> }> {
-  const world = await startWorld();
-  try {
-    // The viewer signs professionals in only on a sandbox gateway.
-    await world.stopGateway('ES');
-    const file = world.deployment.configFile('ES');
-    const doc = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-    await writeFile(file, JSON.stringify({ ...doc, sandbox: true }, null, 2));
-    const es = await startTestGateway(world.deployment, 'ES');
-    const repo = world.dk.fhir.repo;
-    const bundle = await repo.readResource<Bundle>('Bundle', KENNETH.documentId ?? '');
-    const composition = bundle.entry?.[0]?.resource;
-    if (composition?.resourceType !== 'Composition') throw new Error("Kenneth's document has no Composition");
-    const allergies = composition.section?.find((s) => s.code?.coding?.some((c) => c.code === '48765-2') === true);
-    if (allergies === undefined) throw new Error("Kenneth's document has no Allergies section");
-    allergies.text = { status: 'generated', div: HOSTILE_NARRATIVE };
-    await repo.updateResource(bundle);
-    return {
-      world,
-      close: async () => {
-        await es.stop().catch(() => undefined);
-        await world.close();
-      },
-    };
-  } catch (e) {
-    await world.close();
-    throw e;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -75,7 +33,7 @@ async function shot(page: Page, name: string): Promise<void> {
 }
 
 describe('Kenneth\'s story in a real browser', { skip: SKIP && !existsSync(CHROMIUM) ? `NCPEH_SKIP_BROWSER=1 and no ${CHROMIUM}` : false, timeout: 90_000 }, () => {
-  let w: { world: World; close(): Promise<void> };
+  let w: PortalWorld;
   let browser: Browser;
   let citizen: BrowserContext;
   const dialogs: string[] = [];
@@ -86,6 +44,7 @@ describe('Kenneth\'s story in a real browser', { skip: SKIP && !existsSync(CHROM
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium), or set NCPEH_SKIP_BROWSER=1 to skip the browser test`);
     await mkdir(SCREENSHOTS, { recursive: true });
     w = await startPortalWorld();
+    await makeKennethNarrativeHostile(w.world);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
