@@ -2,18 +2,29 @@
  * A gateway as its own OS process, started exactly as operators start it (`ncpeh serve`, from a
  * compiled build of src/ so no TypeScript transpiler runs inside it), observed from outside.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { procSample, type ProcSample } from './lib.js';
+import { log, procSample, REPO_DIR, type ProcSample } from './lib.js';
 
 /**
- * Outside the repository (so lint and git never see it); run.ts links package.json, migrations/ and
+ * Outside the repository (so lint and git never see it); buildGateway links package.json, migrations/ and
  * node_modules/ into it, which is all the compiled gateway looks up at run time.
  */
 export const BUILD_DIR = join(tmpdir(), `ncpeh-bench-build-${process.pid}`);
 const CLI = join(BUILD_DIR, 'src', 'cli.js');
+
+/** Compiles src/ into BUILD_DIR with tsc (the gateways run the emitted JavaScript). */
+export function buildGateway(): void {
+  log(`compiling src/ for the gateway processes (${BUILD_DIR})`);
+  const tsc = join(REPO_DIR, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', BUILD_DIR, '--sourceMap', 'false'], { cwd: REPO_DIR, encoding: 'utf8' });
+  // Type errors in someone's work in progress do not stop the emit; a missing entry point does.
+  if (!existsSync(join(BUILD_DIR, 'src', 'cli.js'))) throw new Error(`build failed: ${r.stdout}${r.stderr}`);
+  for (const name of ['package.json', 'migrations', 'node_modules']) symlinkSync(join(REPO_DIR, name), join(BUILD_DIR, name));
+}
 
 export interface GatewayProcess {
   readonly pid: number;

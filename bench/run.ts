@@ -6,8 +6,7 @@
  * Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) is only used
  * to create and finally drop a database of our own (ncpeh_bench_<pid>).
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { openResponse, sealResponse } from '../src/crossborder/envelope.js';
@@ -16,7 +15,7 @@ import { installDocument, loadPhases, prepareCrossBorder, prepareDirect, type Ph
 import { envelopeFetch, runEnvelope, type EnvelopeVariant } from './envelope.js';
 import { floorFetch, runFloor, type FloorResult } from './floor.js';
 import { runSubmissions, type SubmissionRun } from './submissions.js';
-import { BUILD_DIR } from './gateway-process.js';
+import { buildGateway, BUILD_DIR } from './gateway-process.js';
 import { buildBenchIps, type BenchIps } from './ips.js';
 import { autocannon, log, micro, procSample, REPO_DIR, RESULTS_DIR, round, writeResult } from './lib.js';
 import { profileInProcess, summariseDir, type ProfileSummary } from './profile.js';
@@ -27,14 +26,6 @@ const MICRO_MS = 1200;
 const LOAD_S = 6;
 const CONNECTIONS = [1, 10, 50] as const;
 
-function buildGateway(): void {
-  log(`compiling src/ for the gateway processes (${BUILD_DIR})`);
-  const tsc = join(REPO_DIR, 'node_modules', 'typescript', 'bin', 'tsc');
-  const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', BUILD_DIR, '--sourceMap', 'false'], { cwd: REPO_DIR, encoding: 'utf8' });
-  // Type errors in someone's work in progress do not stop the emit; a missing entry point does.
-  if (!existsSync(join(BUILD_DIR, 'src', 'cli.js'))) throw new Error(`build failed: ${r.stdout}${r.stderr}`);
-  for (const name of ['package.json', 'migrations', 'node_modules']) symlinkSync(join(REPO_DIR, name), join(BUILD_DIR, name));
-}
 
 /**
  * Floor and envelope measured back to back, five times, whole fetches: noise on a shared machine

@@ -67,11 +67,7 @@ export async function createServices(opts: {
     trustList: () => opts.trust.require(),
     tls: { cert, key, ca },
     witness: {
-      lastSize: async (country) => {
-        const { rows } = await db.query<{ n: string | number | null }>('SELECT max(tree_size) AS n FROM audit_witness WHERE peer_country = $1', [country]);
-        const n = rows[0]?.n;
-        return n === null || n === undefined ? undefined : Number(n);
-      },
+      lastSize: (country) => auditLog.lastWitnessedSize(country),
       record: async (country, checkpoint) => {
         const cp = WitnessedCheckpoint.parse(checkpoint);
         const list = opts.trust.require();

@@ -324,6 +324,39 @@ for (const adapter of testAdapters()) {
         const results = await log.appendMany([{ event: eventNo(1) }, { event: eventNo(2), patientKey: 'dk:p' }]);
         assert.deepEqual(results.map((r) => r.seq), [50, 51]);
       });
+
+      test('appends waiting together are written by fewer statements than appends (group commit)', async () => {
+        let statements = 0;
+        const counting: Db = {
+          kind: db.kind,
+          query: (sql, params) => {
+            if (sql.startsWith('INSERT INTO audit_log')) statements += 1;
+            return db.query(sql, params);
+          },
+          transaction: (fn) => db.transaction(fn),
+          ping: () => db.ping(),
+          close: () => Promise.resolve(),
+        };
+        const grouped = new AuditLog(counting, { ncpId: DK, signingKey: dkKey });
+        const results = await Promise.all(Array.from({ length: 30 }, (_, i) => grouped.append(eventNo(300 + i))));
+        assert.ok(statements >= 1 && statements < 30, `${statements} INSERT statements for 30 appends`);
+        for (const [i, r] of results.entries()) {
+          const { rows } = await db.query<{ event: { entity?: Array<{ what?: { reference?: string } }>; id?: string } }>('SELECT event FROM audit_log WHERE seq = $1', [r.seq]);
+          assert.equal(rows[0]?.event.id, String(r.seq), 'the stored event carries its index');
+          assert.ok(JSON.stringify(rows[0]?.event).includes(`"req-${300 + i}"`), 'each caller gets the index of its own event');
+        }
+      });
+
+      test('two replicas appending at once race for the end of the log and still leave it contiguous', async () => {
+        const replica = new AuditLog(db, { ncpId: DK, signingKey: dkKey });
+        const start = await log.size();
+        const results = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? log : replica).append(eventNo(400 + i))));
+        assert.deepEqual(
+          results.map((r) => r.seq).sort((a, b) => a - b),
+          Array.from({ length: 40 }, (_, i) => start + i),
+        );
+        assert.deepEqual(await verifyAuditLog(db, { signingKeys: dkKeys }), { ok: true, size: start + 40, checkpoints: 0, witnesses: 0 });
+      });
     });
 
     describe('tampering is detected and the entry named', () => {
@@ -508,6 +541,24 @@ for (const adapter of testAdapters()) {
         );
         const result = await verifyAuditLog(db, { signingKeys: dkKeys });
         assert.deepEqual(result, { ok: false, problem: `witness of ES at size ${latest.treeSize}: not consistent with the witnessed size 10` });
+      });
+
+      test('a proof from an older witnessed size (answers racing each other) is checked, not stored; a fork there is refused', async () => {
+        const before = await count(db, 'audit_witness');
+        await appendN(peer, 3);
+        const newer = await peer.checkpoint();
+        const w = await log.recordWitness('ES', { checkpointJws: newer.jws, consistencyProof: b64(await peer.consistencyProof(10, newer.treeSize)), fromSize: 10 }, esKeys);
+        assert.equal(w.stored, false);
+        assert.equal(await count(db, 'audit_witness'), before);
+
+        await appendN(fork, newer.treeSize - 12 + 1);
+        const forked = await fork.checkpoint();
+        assert.ok(forked.treeSize > newer.treeSize);
+        await assert.rejects(
+          log.recordWitness('ES', { checkpointJws: forked.jws, consistencyProof: b64(await fork.consistencyProof(10, forked.treeSize)), fromSize: 10 }, esKeys),
+          (e: unknown) => e instanceof WitnessRefusedError && e.reason === 'proof-invalid',
+        );
+        assert.equal(await count(db, 'audit_witness'), before);
       });
     });
 

@@ -3,9 +3,11 @@
  * leaves of an RFC 9162 Merkle tree, signed checkpoints (tree heads) of it, inclusion and
  * consistency proofs read from the database, and the witness records of peers' checkpoints.
  *
- * Correctness never depends on this process: appends serialise through one advisory lock in
- * PostgreSQL (DESIGN.md section 5), and the in-memory tree is only a cache of rows already
- * committed, refreshed from the database before every use because other replicas append too.
+ * Correctness never depends on this process: an append is one INSERT that writes only where the
+ * log ends (the primary key and a max(seq) guard in the same statement keep indices gap-free across
+ * replicas, see `#insertContiguous`), appends waiting together share that statement (group commit),
+ * and the in-memory tree is only a cache of committed rows, checked against the database before a
+ * proof is served from it because other replicas append too.
  */
 import type { AuditEvent } from '@medplum/fhirtypes';
 import jose from 'node-jose';
@@ -26,11 +28,28 @@ import { canonicalJson, EMPTY_ROOT, HASH_BYTES, leafHash, MerkleTree, verifyCons
 export const CHECKPOINT_TYP = 'ncpeh-checkpoint+jws';
 
 /**
- * pg_advisory_xact_lock keys, shared by every replica on one database. Arbitrary constants
- * ("ncpa" and "ncpw" in ASCII), distinct from the migration lock.
+ * pg_advisory_xact_lock key for witness records, shared by every replica on one database. An
+ * arbitrary constant ("ncpw" in ASCII), distinct from the migration lock.
  */
-const APPEND_LOCK_KEY = 0x6e637061;
 const WITNESS_LOCK_KEY = 0x6e637077;
+
+/** Most events written by one group-commit statement. */
+const MAX_BATCH_EVENTS = 256;
+/** Times an append re-reads the log's end after another replica appended first. */
+const MAX_APPEND_ATTEMPTS = 20;
+
+/**
+ * Inserts a batch at consecutive indices, only if the log still ends right before the first one
+ * ($2 = first - 1). The subquery does not depend on the rows, so all of them go in or none.
+ */
+const INSERT_CONTIGUOUS = `INSERT INTO audit_log (seq, recorded_at, patient_key, event, leaf_hash)
+SELECT r.seq, r.recorded_at, r.patient_key, r.event, decode(r.leaf_hash, 'hex')
+  FROM jsonb_to_recordset($1::jsonb) AS r(seq int8, recorded_at timestamptz, patient_key text, leaf_hash text, event jsonb)
+ WHERE (SELECT coalesce(max(seq), -1) FROM audit_log) = $2::int8`;
+
+function isUniqueViolation(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && 'code' in e && e.code === '23505';
+}
 
 const MAX_CHECKPOINT_CHARS = 16 * 1024;
 /** Rows read per round trip when the cache catches up; bounds memory per query, not in total. */
@@ -266,6 +285,21 @@ export interface AppendItem {
   patientKey?: string | undefined;
 }
 
+interface PendingAppend {
+  items: readonly AppendItem[];
+  resolve: (results: AppendResult[]) => void;
+  reject: (error: unknown) => void;
+}
+
+/** What this process last witnessed from one peer (a cache of the newest audit_witness row). */
+interface WitnessedHead {
+  treeSize: number;
+  rootHash: Buffer;
+  /** The checkpoint JWS and its issuer, when we verified it ourselves; an identical one needs no second look. */
+  jws?: string;
+  ncpId?: string;
+}
+
 export class AuditLog {
   readonly #db: Db;
   readonly #ncpId: string;
@@ -274,7 +308,15 @@ export class AuditLog {
   /** Cache of committed leaf hashes; always topped up from the database before use. */
   #tree = new MerkleTree();
   #syncing: Promise<void> | undefined;
-  #schedule: { stop: () => void; kick: () => void } | undefined;
+  #schedule: { stop: () => void; kick: () => void; everyEntries: number } | undefined;
+  /** Appends waiting for the writer, and whether it runs. */
+  #pending: PendingAppend[] = [];
+  #writing = false;
+  /** Where we believe the log ends; undefined until read, and after any failed append. */
+  #nextSeq: number | undefined;
+  /** Tree size of the newest checkpoint this process has seen. */
+  #checkpointedSize: number | undefined;
+  #witnessed = new Map<string, WitnessedHead>();
 
   constructor(db: Db, opts: AuditLogOptions) {
     this.#db = db;
@@ -295,37 +337,114 @@ export class AuditLog {
     return result;
   }
 
-  /** Appends several events in one transaction, in order, with consecutive indices. */
-  async appendMany(items: readonly AppendItem[]): Promise<AppendResult[]> {
-    try {
-      return await this.#db.transaction(async (tx) => {
-        // One writer at a time across all replicas: the lock is held until COMMIT, so max(seq)
-        // read under it is final and the next writer sees this transaction's rows.
-        await tx.query(`SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY})`);
-        const { rows } = await tx.query<{ next: unknown }>('SELECT (coalesce(max(seq) + 1, 0))::int8 AS next FROM audit_log');
-        let seq = toSafeInteger(rows[0]?.next, 'next seq');
-        const out: AppendResult[] = [];
-        for (const item of items) {
-          const event: Record<string, unknown> = { ...item.event, id: String(seq) };
-          const text = canonicalJson(event);
-          const hash = leafHash(text);
-          await tx.query('INSERT INTO audit_log (seq, recorded_at, patient_key, event, leaf_hash) VALUES ($1, $2, $3, $4::jsonb, $5)', [
-            seq,
-            recordedAtOf(event, this.#now()).toISOString(),
-            item.patientKey ?? null,
-            text,
-            hash,
-          ]);
-          out.push({ seq, leafHash: hash });
-          seq += 1;
-        }
-        return out;
-      });
-    } catch (cause) {
-      throw new GatewayError('audit.unavailable', 'the audit record could not be written', { cause });
-    } finally {
-      this.#schedule?.kick();
+  /**
+   * Appends several events, in order, with consecutive indices. Appends waiting at the same time
+   * are written together (group commit): one INSERT statement, so one round trip and one commit,
+   * whatever the number of requests behind it. Each caller's promise settles when its rows are
+   * committed, or with 'audit.unavailable' if they were not.
+   */
+  appendMany(items: readonly AppendItem[]): Promise<AppendResult[]> {
+    if (items.length === 0) return Promise.resolve([]);
+    return new Promise<AppendResult[]>((resolve, reject) => {
+      this.#pending.push({ items, resolve, reject });
+      this.#startWriter();
+    });
+  }
+
+  #startWriter(): void {
+    if (this.#writing) return;
+    this.#writing = true;
+    void (async () => {
+      while (this.#pending.length > 0) await this.#writeBatch(this.#takeBatch());
+    })().finally(() => {
+      this.#writing = false;
+      if (this.#pending.length > 0) this.#startWriter();
+    });
+  }
+
+  /** Whole appends, oldest first, up to MAX_BATCH_EVENTS events (always at least one append). */
+  #takeBatch(): PendingAppend[] {
+    let events = 0;
+    let n = 0;
+    while (n < this.#pending.length) {
+      const size = this.#pending[n]?.items.length ?? 0;
+      if (n > 0 && events + size > MAX_BATCH_EVENTS) break;
+      events += size;
+      n += 1;
     }
+    return this.#pending.splice(0, n);
+  }
+
+  /** Never throws: every append of the batch is settled. */
+  async #writeBatch(batch: readonly PendingAppend[]): Promise<void> {
+    try {
+      const results = await this.#insertContiguous(batch.flatMap((p) => p.items));
+      let offset = 0;
+      for (const p of batch) {
+        p.resolve(results.slice(offset, offset + p.items.length));
+        offset += p.items.length;
+      }
+    } catch (cause) {
+      const error = new GatewayError('audit.unavailable', 'the audit record could not be written', { cause });
+      for (const p of batch) p.reject(error);
+    } finally {
+      this.#kickSchedule();
+    }
+  }
+
+  /**
+   * Writes `items` at the next free indices with one statement that inserts only if the log still
+   * ends where we believe (`max(seq) = first - 1`). Another replica that appended in between makes
+   * it insert nothing, or fail on the primary key; we then re-read the end and try again. A row at
+   * index n can only be written once index n - 1 is committed, so readers never see a gap.
+   */
+  async #insertContiguous(items: readonly AppendItem[]): Promise<AppendResult[]> {
+    for (let attempt = 1; ; attempt++) {
+      this.#nextSeq ??= await this.#readNextSeq();
+      const first = this.#nextSeq;
+      const rows: string[] = [];
+      const out: AppendResult[] = [];
+      items.forEach((item, i) => {
+        const seq = first + i;
+        const event: Record<string, unknown> = { ...item.event, id: String(seq) };
+        const text = canonicalJson(event);
+        const hash = leafHash(text);
+        out.push({ seq, leafHash: hash });
+        const recordedAt = recordedAtOf(event, this.#now()).toISOString();
+        // `text` is canonical JSON already, so it is spliced in as it is.
+        rows.push(`{"seq":${seq},"recorded_at":"${recordedAt}","patient_key":${JSON.stringify(item.patientKey ?? null)},"leaf_hash":"${hash.toString('hex')}","event":${text}}`);
+      });
+      let inserted: number;
+      try {
+        ({ rowCount: inserted } = await this.#db.query(INSERT_CONTIGUOUS, [`[${rows.join(',')}]`, first - 1]));
+      } catch (e) {
+        this.#nextSeq = undefined;
+        if (!isUniqueViolation(e)) throw e;
+        inserted = 0;
+      }
+      if (inserted === items.length) {
+        this.#nextSeq = first + items.length;
+        // Our own committed rows extend the cached tree directly when they follow it.
+        if (this.#tree.size === first) for (const r of out) this.#tree.push(r.leafHash);
+        return out;
+      }
+      if (inserted !== 0) throw new Error(`audit append inserted ${inserted} of ${items.length} rows`);
+      this.#nextSeq = undefined;
+      if (attempt >= MAX_APPEND_ATTEMPTS) throw new Error(`audit append lost the race for the log's end ${attempt} times`);
+    }
+  }
+
+  async #readNextSeq(): Promise<number> {
+    const { rows } = await this.#db.query<{ next: unknown }>('SELECT (coalesce(max(seq) + 1, 0))::int8 AS next FROM audit_log');
+    return toSafeInteger(rows[0]?.next, 'next seq');
+  }
+
+  /** After appends: checkpoint when `everyEntries` were appended since the latest known checkpoint. */
+  #kickSchedule(): void {
+    const schedule = this.#schedule;
+    if (schedule === undefined) return;
+    const end = this.#nextSeq;
+    if (end === undefined || this.#checkpointedSize === undefined || end - this.#checkpointedSize >= schedule.everyEntries) schedule.kick();
   }
 
   /** Brings the cached tree up to every committed row. Concurrent callers share one refresh. */
@@ -352,6 +471,11 @@ export class AuditLog {
       const { rows } = await this.#db.query<LeafRow>('SELECT seq, leaf_hash FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2', [from, SYNC_BATCH]);
       for (const row of rows) {
         const seq = toSafeInteger(row.seq, 'seq');
+        // Our own appends may have extended the cache while this query ran: those rows are known.
+        if (seq < this.#tree.size) {
+          if (!toBuffer(row.leaf_hash, 'leaf_hash').equals(this.#tree.leafHash(seq))) throw new Error(`audit log entry ${seq} changed under the cache`);
+          continue;
+        }
         // A gap can only come from tampering; refuse to serve proofs over it.
         if (seq !== this.#tree.size) throw new Error(`audit log is not contiguous: expected entry ${this.#tree.size}, found ${seq}`);
         this.#tree.push(toBuffer(row.leaf_hash, 'leaf_hash'));
@@ -398,13 +522,22 @@ export class AuditLog {
 
   async #checkpointAt(treeSize: number): Promise<Checkpoint | undefined> {
     const { rows } = await this.#db.query<CheckpointRow>('SELECT tree_size, root_hash, signed_at, jws FROM audit_checkpoints WHERE tree_size = $1', [treeSize]);
-    return rows[0] === undefined ? undefined : checkpointFromRow(rows[0]);
+    return rows[0] === undefined ? undefined : this.#seen(checkpointFromRow(rows[0]));
   }
 
   /** The checkpoint with the largest tree size, if any. */
   async latestCheckpoint(): Promise<Checkpoint | undefined> {
     const { rows } = await this.#db.query<CheckpointRow>('SELECT tree_size, root_hash, signed_at, jws FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1');
-    return rows[0] === undefined ? undefined : checkpointFromRow(rows[0]);
+    if (rows[0] === undefined) {
+      this.#checkpointedSize ??= 0;
+      return undefined;
+    }
+    return this.#seen(checkpointFromRow(rows[0]));
+  }
+
+  #seen(checkpoint: Checkpoint): Checkpoint {
+    if (this.#checkpointedSize === undefined || checkpoint.treeSize > this.#checkpointedSize) this.#checkpointedSize = checkpoint.treeSize;
+    return checkpoint;
   }
 
   /** Inclusion proof of entry `seq` in the tree of the first `treeSize` entries (RFC 9162 2.1.3.1). */
@@ -435,6 +568,24 @@ export class AuditLog {
     return tree.consistencyProof(m, n);
   }
 
+  /**
+   * Consistency proof from the first `m` entries to a stored checkpoint. The cached tree answers
+   * without a database read when it already holds the checkpoint's entries and reproduces its root;
+   * otherwise it is refreshed first, and a checkpoint the committed entries do not reproduce
+   * (a restored or altered database) gets no proof.
+   */
+  async consistencyProofTo(checkpoint: Checkpoint, m: number): Promise<Buffer[]> {
+    const n = checkpoint.treeSize;
+    if (!Number.isSafeInteger(m) || m < 0 || m > n) throw new GatewayError('audit.proof-unavailable', `no consistency proof from ${m} to ${n}`);
+    const covers = (tree: MerkleTree): boolean => tree.size >= n && (n === 0 ? EMPTY_ROOT : tree.root(n)).equals(checkpoint.rootHash);
+    let tree = this.#tree;
+    if (!covers(tree)) {
+      tree = await this.#sync();
+      if (!covers(tree)) throw new GatewayError('audit.proof-unavailable', `checkpoint of size ${n} does not match the committed entries`);
+    }
+    return tree.consistencyProof(m, n);
+  }
+
   /** The events recorded about one patient, oldest first, with their leaf index. */
   async eventsForPatient(patientKey: string): Promise<PatientEvent[]> {
     const { rows } = await this.#db.query<{ seq: unknown; recorded_at: unknown; event: unknown }>(
@@ -448,13 +599,39 @@ export class AuditLog {
   }
 
   /**
+   * The largest tree size we witnessed from `peerCountry` (sent with requests, so the peer proves
+   * consistency from there). Read once from the database, then kept current by `recordWitness`.
+   */
+  async lastWitnessedSize(peerCountry: string): Promise<number | undefined> {
+    const cached = this.#witnessed.get(peerCountry);
+    if (cached !== undefined) return cached.treeSize;
+    const previous = await latestWitness(this.#db, peerCountry);
+    if (previous !== undefined) this.#noteWitnessed(peerCountry, previous);
+    return previous?.treeSize;
+  }
+
+  #noteWitnessed(peerCountry: string, head: WitnessedHead): void {
+    const cached = this.#witnessed.get(peerCountry);
+    if (cached === undefined || head.treeSize > cached.treeSize || (head.treeSize === cached.treeSize && head.jws !== undefined)) this.#witnessed.set(peerCountry, head);
+  }
+
+  /**
    * Witnesses a peer's checkpoint. The checks, in order: the JWS verifies with the peer's signing
    * keys from the trust list (and names the peer's NCP id when one is expected); then, against the
    * largest checkpoint witnessed from that peer before: not smaller (rollback), not a different root
-   * at the same size (fork), and a larger one only with a consistency proof from exactly that size
-   * which verifies (RFC 9162 section 2.1.4.2). A refusal stores nothing.
+   * at the same size (fork), and a larger one only with a consistency proof which verifies (RFC 9162
+   * section 2.1.4.2) from exactly that size. A refusal stores nothing.
+   *
+   * A proof from an older witnessed size is what concurrent requests (or another replica's newer
+   * witness) produce: it is checked against that older head, and the checkpoint is not stored,
+   * because it is not proven to extend the newest one; the next answer is asked from the newest.
+   * The very checkpoint this process witnessed last (byte for byte) is already known: nothing to do.
    */
   async recordWitness(peerCountry: string, input: WitnessInput, verifyKeys: JwksLike, opts: { expectedNcpId?: string } = {}): Promise<WitnessRecord> {
+    const known = this.#witnessed.get(peerCountry);
+    if (known?.jws !== undefined && known.jws === input.checkpointJws && (opts.expectedNcpId === undefined || opts.expectedNcpId === known.ncpId)) {
+      return { peerCountry, treeSize: known.treeSize, rootHash: known.rootHash, receivedAt: this.#now(), stored: false };
+    }
     const verified = await verifyCheckpointJws(input.checkpointJws, verifyKeys);
     const { treeSize } = verified.claims;
     if (opts.expectedNcpId !== undefined && verified.claims.ncpId !== opts.expectedNcpId) {
@@ -463,16 +640,24 @@ export class AuditLog {
     const proof = decodeProof(input.consistencyProof);
     const receivedAt = this.#now();
 
-    return this.#db.transaction(async (tx) => {
+    const result = await this.#db.transaction(async (tx): Promise<WitnessRecord> => {
       await tx.query(`SELECT pg_advisory_xact_lock(${WITNESS_LOCK_KEY})`);
       const previous = await latestWitness(tx, peerCountry);
       const record = { peerCountry, treeSize, rootHash: verified.rootHash, receivedAt };
       let fromSize: number | null = null;
       if (previous !== undefined) {
+        this.#noteWitnessed(peerCountry, previous);
         checkNotRolledBack(peerCountry, previous, treeSize);
         if (previous.treeSize === treeSize) {
           checkSameRoot(peerCountry, previous, verified.rootHash);
           return { ...record, receivedAt: previous.receivedAt, stored: false };
+        }
+        if (input.fromSize !== undefined && input.fromSize < previous.treeSize && proof !== undefined) {
+          // Only from a size we did witness: the size we ask from always is one.
+          const older = await witnessAt(tx, peerCountry, input.fromSize);
+          if (older === undefined) throw new WitnessRefusedError('proof-missing', `${peerCountry} consistency proof starts at ${input.fromSize}, a size never witnessed`);
+          checkConsistent(peerCountry, older, treeSize, verified.rootHash, input.fromSize, proof);
+          return { ...record, stored: false };
         }
         checkConsistent(peerCountry, previous, treeSize, verified.rootHash, input.fromSize, proof);
         fromSize = previous.treeSize;
@@ -483,6 +668,11 @@ export class AuditLog {
       );
       return { ...record, stored: true };
     });
+    // Only a checkpoint now stored, or equal to the stored newest, may short-cut the next time.
+    if (result.stored || result.treeSize === this.#witnessed.get(peerCountry)?.treeSize) {
+      this.#noteWitnessed(peerCountry, { treeSize: result.treeSize, rootHash: result.rootHash, jws: input.checkpointJws, ncpId: verified.claims.ncpId });
+    }
+    return result;
   }
 
   /**
@@ -516,6 +706,7 @@ export class AuditLog {
     const timer = setInterval(() => tick('time'), schedule.everyMs);
     timer.unref();
     const handle = {
+      everyEntries: schedule.everyEntries,
       stop: () => {
         stopped = true;
         clearInterval(timer);
@@ -549,6 +740,16 @@ async function latestWitness(tx: Queryable, peerCountry: string): Promise<Witnes
     rootHash: toBuffer(row.root_hash, 'root_hash'),
     receivedAt: toDate(row.received_at, 'received_at'),
   };
+}
+
+async function witnessAt(tx: Queryable, peerCountry: string, treeSize: number): Promise<WitnessRow | undefined> {
+  const { rows } = await tx.query<{ tree_size: unknown; root_hash: unknown; received_at: unknown }>(
+    'SELECT tree_size, root_hash, received_at FROM audit_witness WHERE peer_country = $1 AND tree_size = $2',
+    [peerCountry, treeSize],
+  );
+  const row = rows[0];
+  if (row === undefined) return undefined;
+  return { treeSize: toSafeInteger(row.tree_size, 'tree_size'), rootHash: toBuffer(row.root_hash, 'root_hash'), receivedAt: toDate(row.received_at, 'received_at') };
 }
 
 function decodeProof(proof: readonly string[] | undefined): Buffer[] | undefined {

@@ -110,5 +110,5 @@ export async function checkpointForPeer(log: AuditLog, fromSize: number | undefi
     checkpoint = await log.checkpoint();
   }
   if (fromSize === undefined || fromSize === 0 || fromSize > checkpoint.treeSize) return { jws: checkpoint.jws, treeSize: checkpoint.treeSize };
-  return { jws: checkpoint.jws, treeSize: checkpoint.treeSize, fromSize, consistencyProof: (await log.consistencyProof(fromSize, checkpoint.treeSize)).map(b64) };
+  return { jws: checkpoint.jws, treeSize: checkpoint.treeSize, fromSize, consistencyProof: (await log.consistencyProofTo(checkpoint, fromSize)).map(b64) };
 }
