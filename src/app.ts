@@ -29,7 +29,7 @@ import type { Metrics } from './http/metrics.js';
 import { registerOpenApi } from './http/openapi.js';
 import type { Db } from './storage/db.js';
 import type { GatewayKeys } from './trust/keys.js';
-import { PEER_CIPHERS, PEER_TLS_MIN_VERSION } from './trust/peer-tls.js';
+import { disableRenegotiation, PEER_CIPHERS, PEER_TLS_MIN_VERSION } from './trust/peer-tls.js';
 import { jwksRoutes } from './trust/routes.js';
 import type { TrustList } from './trust/trust-list.js';
 
@@ -241,6 +241,8 @@ export async function buildPeerApp(deps: GatewayDeps): Promise<FastifyInstance> 
           ),
   });
   await registerCommon(app, { listener: 'peer', metrics: deps.metrics });
+  // A client certificate is judged once per connection (peer-tls.ts): no renegotiation may swap it.
+  app.server.on('secureConnection', disableRenegotiation);
   // Refused handshakes never reach a route: count and log them here, with the reason OpenSSL gave
   // (certificate missing, unknown CA, expired...) and the remote address, never certificate content.
   app.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {

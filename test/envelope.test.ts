@@ -116,6 +116,19 @@ function withHeader(token: string, mutate: (header: Record<string, unknown>) => 
   return parts.join('.');
 }
 
+// node-jose accepts a recipient object `{ key, header }` (lib/jwe/encrypt.js, createEncrypt), which
+// its published typings omit.
+declare module 'node-jose' {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace JWE {
+    interface Recipient {
+      key: JWK.Key;
+      header: Record<string, unknown>;
+    }
+    function createEncrypt(options: EncryptOptions, recipient: Recipient): Encryptor;
+  }
+}
+
 /** A JWE made with node-jose directly, for plaintexts and options sealResponse would never produce. */
 async function encryptRaw(plaintext: string, recipient: PublicJwk, options: { zip?: boolean } = {}): Promise<string> {
   const key = await jose.JWK.asKey(recipient);
@@ -216,6 +229,21 @@ void describe('peer request (JWS)', () => {
       await rejectsWith(verifyRequest(`${good}.x`, verifyOpts()), 'envelope.malformed');
       await rejectsWith(verifyRequest(good.replace('.', '.+'), verifyOpts()), 'envelope.malformed');
       await rejectsWith(verifyRequest(`${b64u('not json')}.${good.split('.')[1]!}.${good.split('.')[2]!}`, verifyOpts()), 'envelope.malformed');
+    });
+
+    void test('rejects a second spelling of the same bytes (unused trailing bits set) and an impossible length', async () => {
+      const good = signRaw(requestHeader(), requestClaims());
+      const [h, p, sig = ''] = good.split('.');
+      const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+      // 64 bytes are 86 characters: the last one carries 2 data bits and 4 that must be zero.
+      const last = alphabet.indexOf(sig.charAt(sig.length - 1));
+      const twin = `${sig.slice(0, -1)}${alphabet.charAt(last | 0x01)}`;
+      assert.deepEqual(Buffer.from(twin, 'base64url'), Buffer.from(sig, 'base64url'), 'the same bytes');
+      await rejectsWith(verifyRequest(`${h}.${p}.${twin}`, verifyOpts()), 'envelope.malformed');
+      const impossible = `${p ?? ''}${'A'.repeat((5 - ((p ?? '').length % 4)) % 4)}`;
+      assert.equal(impossible.length % 4, 1);
+      await rejectsWith(verifyRequest(`${h}.${impossible}.${sig}`, verifyOpts()), 'envelope.malformed');
+      await verifyRequest(good, verifyOpts());
     });
 
     void test('rejects a token over the size bound', async () => {

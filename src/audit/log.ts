@@ -10,7 +10,6 @@
  * proof is served from it because other replicas append too.
  */
 import type { AuditEvent } from '@medplum/fhirtypes';
-import jose from 'node-jose';
 import { z } from 'zod';
 import {
   checkCompactShape,
@@ -18,6 +17,7 @@ import {
   checkKidKnown,
   checkSignature,
   checkType,
+  signCompact,
   type JwksLike,
   type SigningKey,
 } from '../crossborder/envelope.js';
@@ -239,10 +239,7 @@ export function unverifiedCheckpointClaims(jws: string): CheckpointClaims | unde
 }
 
 async function signCheckpoint(key: SigningKey, claims: CheckpointClaims): Promise<string> {
-  const signer = jose.JWS.createSign({ format: 'compact', fields: { alg: 'ES256', kid: key.kid, typ: CHECKPOINT_TYP } }, key.key);
-  const out: unknown = await signer.update(JSON.stringify(claims), 'utf8').final();
-  if (typeof out !== 'string') throw new Error('node-jose did not return a compact JWS');
-  return out;
+  return signCompact(key, CHECKPOINT_TYP, { ...claims });
 }
 
 // ---------------------------------------------------------------------------------------------

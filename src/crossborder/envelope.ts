@@ -4,31 +4,19 @@
  * encrypted to the consumer's key from the trust list.
  *
  * Every decision on inbound data is an ordered list of one-rule checks, each throwing a typed
- * GatewayError. Headers are judged by our own allowlist BEFORE node-jose sees the token: node-jose
- * honours embedded keys, `zip`, and every algorithm it knows unless told otherwise, so it is only
- * ever called with one key and an explicit algorithm list (RFC 8725 sections 2.1, 3.1, 3.2).
+ * GatewayError. Headers are judged by our own allowlist before any key is touched, and the
+ * cryptography (jose-core.ts, node:crypto) is only ever run with the one key and the one algorithm
+ * those checks selected (RFC 8725 sections 2.1, 3.1, 3.2). node-jose, which this module used
+ * before, cost 4-5x the raw cryptography per fetch (bench/README.md); it remains the independent
+ * implementation the tests check interoperability against.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, verify } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomUUID, sign, verify, type KeyObject } from 'node:crypto';
 import jose from 'node-jose';
-import type { JWE, JWK } from 'node-jose';
+import type { JWK } from 'node-jose';
 import { z } from 'zod';
 import { GatewayError } from '../http/errors.js';
+import { decryptCompact, DecryptionFailed, encryptCompact, signCompactEs256, verifyEs256, type JweParts } from './jose-core.js';
 import type { ReplayStore } from './replay-store.js';
-
-// node-jose accepts a recipient object `{ key, header, epk }` (lib/jwe/encrypt.js, createEncrypt),
-// which its published typings omit. `epk` is how we hand it an ephemeral key made by node:crypto.
-declare module 'node-jose' {
-  // eslint-disable-next-line @typescript-eslint/no-namespace
-  namespace JWE {
-    interface Recipient {
-      key: JWK.Key;
-      header: Record<string, unknown>;
-      /** Ephemeral private EC key (JWK) for ECDH-ES; node-jose publishes only its public part. */
-      epk?: object;
-    }
-    function createEncrypt(options: EncryptOptions, recipient: Recipient): Encryptor;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Profile constants
@@ -72,7 +60,9 @@ export interface SigningKey {
   readonly use: 'sig';
   readonly kid: string;
   readonly alg: 'ES256';
+  /** The same key for node-jose, where a library API needs one (trust-list tooling). */
   readonly key: JWK.Key;
+  readonly privateKey: KeyObject;
   readonly publicJwk: PublicJwk;
 }
 
@@ -82,6 +72,7 @@ export interface DecryptionKey {
   readonly kid: string;
   readonly alg: KeyManagementAlg;
   readonly key: JWK.Key;
+  readonly privateKey: KeyObject;
   readonly publicJwk: PublicJwk;
 }
 
@@ -180,9 +171,11 @@ export async function loadPrivateJwk(json: unknown, use: 'sig' | 'enc'): Promise
   // The private half must be well formed and belong to the public half we will publish. node:crypto
   // imports a JWK without checking that `d` matches `x`/`y` (or `n`), so prove it: a probe signed
   // with the private members must verify under the public ones.
+  let privateKey: KeyObject;
   try {
+    privateKey = createPrivateKey({ key: privateMembers, format: 'jwk' });
     const probe = Buffer.from('ncpeh key pair check');
-    const signature = sign('sha256', probe, createPrivateKey({ key: privateMembers, format: 'jwk' }));
+    const signature = sign('sha256', probe, privateKey);
     if (!verify('sha256', probe, createPublicKey({ key: publicMembers(publicJwk), format: 'jwk' }), signature)) {
       throw new Error('private key does not belong to the public key');
     }
@@ -191,9 +184,9 @@ export async function loadPrivateJwk(json: unknown, use: 'sig' | 'enc'): Promise
   }
   const key = await jose.JWK.asKey({ ...privateMembers, kid: publicJwk.kid, use: publicJwk.use, alg: publicJwk.alg });
   if (publicJwk.use === 'sig') {
-    return { use: 'sig', kid: publicJwk.kid, alg: 'ES256', key, publicJwk };
+    return { use: 'sig', kid: publicJwk.kid, alg: 'ES256', key, privateKey, publicJwk };
   }
-  return { use: 'enc', kid: publicJwk.kid, alg: publicJwk.alg, key, publicJwk };
+  return { use: 'enc', kid: publicJwk.kid, alg: publicJwk.alg, key, privateKey, publicJwk };
 }
 
 /** The public halves of our keys, for `/.well-known/jwks.json` and the trust list. */
@@ -208,14 +201,49 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
 /**
- * Strict base64url (RFC 7515 section 2: no padding, no other alphabet). Re-encoding must give the
- * same text, so one byte string has exactly one accepted spelling.
+ * Strict base64url (RFC 7515 section 2: no padding, no other alphabet), and canonical: one byte
+ * string has exactly one accepted spelling. A length of 4n+1 encodes no byte string, and the bits
+ * of the last character that carry no data (4 of them at 4n+2, 2 at 4n+3) must be zero, which is
+ * what re-encoding the bytes would give, without re-encoding large parts.
  */
 function decodeBase64url(text: string): Buffer | undefined {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined;
-  const bytes = Buffer.from(text, 'base64url');
-  return bytes.toString('base64url') === text ? bytes : undefined;
+  const rest = text.length % 4;
+  if (rest === 1) return undefined;
+  if (rest !== 0) {
+    const last = BASE64URL_ALPHABET.indexOf(text.charAt(text.length - 1));
+    if ((last & (rest === 2 ? 0x0f : 0x03)) !== 0) return undefined;
+  }
+  return Buffer.from(text, 'base64url');
+}
+
+/**
+ * Small memo for work that depends only on a key's JSON: validating a trust-list key and importing
+ * it into OpenSSL. Keyed by the exact JSON text, so a changed key is a new entry; emptied when full,
+ * which bounds it against callers that present many keys.
+ */
+class KeyMemo<V> {
+  readonly #entries = new Map<string, V>();
+
+  get(key: string, make: () => V): V {
+    const hit = this.#entries.get(key);
+    if (hit !== undefined) return hit;
+    const value = make();
+    if (this.#entries.size >= 256) this.#entries.clear();
+    this.#entries.set(key, value);
+    return value;
+  }
+}
+
+const publicKeyObjects = new KeyMemo<KeyObject>();
+
+/** The OpenSSL handle of a validated public JWK (`algorithmFor` has already imported it once). */
+function publicKeyObject(jwk: PublicJwk): KeyObject {
+  const members = publicMembers(jwk);
+  return publicKeyObjects.get(JSON.stringify(members), () => createPublicKey({ key: members, format: 'jwk' }));
 }
 
 /** JSON object or undefined. A `__proto__` member is refused: nothing downstream should merge it. */
@@ -248,6 +276,9 @@ function epochSeconds(date: Date): number {
 interface CompactJws {
   readonly text: string;
   readonly header: Record<string, unknown>;
+  /** `BASE64URL(header) . BASE64URL(payload)`, what the signature covers. */
+  readonly signingInput: string;
+  readonly payload: Buffer;
   readonly signature: Buffer;
 }
 
@@ -267,7 +298,7 @@ export function checkCompactShape(token: string, maxChars: number): CompactJws {
   }
   const header = parseJsonObject(headerBytes);
   if (header === undefined) throw new GatewayError('envelope.malformed', 'JWS header is not a JSON object');
-  return { text: token, header, signature };
+  return { text: token, header, signingInput: token.slice(0, headerPart.length + 1 + payloadPart.length), payload: payloadBytes, signature };
 }
 
 /**
@@ -296,6 +327,9 @@ export function checkType(header: Record<string, unknown>, expected: string): vo
   }
 }
 
+/** Trust-list signing keys already judged (and imported) once: the verdict, or null for unusable. */
+const usableSigningKeys = new KeyMemo<PublicJwk | null>();
+
 /**
  * The `kid` must name a signing key the trust list gives for the country in question; a key is
  * only usable for ES256 if it is EC P-256 with `use: sig` (an EC key may otherwise be an encryption
@@ -307,10 +341,13 @@ export function checkKidKnown(header: Record<string, unknown>, trustedKeys: Jwks
   const matches: PublicJwk[] = [];
   for (const candidate of trustedKeys.keys) {
     if (!isRecord(candidate) || candidate['kid'] !== kid || candidate['use'] !== 'sig') continue;
-    const parsed = publicSchema.safeParse(candidate);
-    if (!parsed.success) continue;
-    const decided = algorithmFor(parsed.data, 'sig');
-    if (decided.ok) matches.push(decided.jwk);
+    const usable = usableSigningKeys.get(JSON.stringify(candidate), () => {
+      const parsed = publicSchema.safeParse(candidate);
+      if (!parsed.success) return null;
+      const decided = algorithmFor(parsed.data, 'sig');
+      return decided.ok ? decided.jwk : null;
+    });
+    if (usable !== null) matches.push(usable);
   }
   const [only, ...others] = matches;
   if (only === undefined) throw new GatewayError('envelope.unknown-key', 'kid not among the trusted signing keys');
@@ -324,18 +361,21 @@ export function checkKidKnown(header: Record<string, unknown>, trustedKeys: Jwks
  */
 export async function checkSignature(jws: CompactJws, signer: PublicJwk): Promise<Buffer> {
   if (jws.signature.length !== 64) throw new GatewayError('envelope.signature-invalid', 'ES256 signature must be 64 bytes');
-  let key: JWK.Key;
+  if (signer.kty !== 'EC' || signer.use !== 'sig') throw new GatewayError('envelope.unknown-key', 'trusted key is not an ES256 key');
+  let key: KeyObject;
   try {
-    key = await jose.JWK.asKey({ ...publicMembers(signer), kid: signer.kid, use: 'sig', alg: SIGNATURE_ALG });
+    key = publicKeyObject(signer);
   } catch (cause) {
     throw new GatewayError('envelope.unknown-key', 'trusted key is unusable', { cause });
   }
+  let valid: boolean;
   try {
-    const verified = await jose.JWS.createVerify(key, { algorithms: [SIGNATURE_ALG], allowEmbeddedKey: false }).verify(jws.text);
-    return verified.payload;
+    valid = verifyEs256(key, jws.signingInput, jws.signature);
   } catch (cause) {
     throw new GatewayError('envelope.signature-invalid', undefined, { cause });
   }
+  if (!valid) throw new GatewayError('envelope.signature-invalid');
+  return Promise.resolve(jws.payload);
 }
 
 function checkClaimsJson(payload: Buffer): Record<string, unknown> {
@@ -362,10 +402,7 @@ const RESERVED_CLAIMS: readonly string[] = ['iss', 'aud', 'iat', 'exp', 'nbf', '
 
 /** Signs `claims` as a compact JWS (ES256) with an explicit `typ`; the one signer of every JWT we issue. */
 export async function signCompact(key: SigningKey, typ: string, claims: Record<string, unknown>): Promise<string> {
-  const signer = jose.JWS.createSign({ format: 'compact', fields: { alg: SIGNATURE_ALG, kid: key.kid, typ } }, key.key);
-  const out: unknown = await signer.update(JSON.stringify(claims), 'utf8').final();
-  if (typeof out !== 'string') throw new Error('node-jose did not return a compact JWS');
-  return out;
+  return Promise.resolve(signCompactEs256(key.privateKey, { alg: SIGNATURE_ALG, kid: key.kid, typ }, JSON.stringify(claims)));
 }
 
 /** Signs a peer request: compact JWS, ES256, `typ: ncpeh-request+jwt`, payload + iss/aud/iat/exp/jti. */
@@ -498,9 +535,8 @@ export interface SealResponseOptions {
  * the consumer refuse stale answers. The JWE uses ECDH-ES+A256KW for an EC recipient or
  * RSA-OAEP-256 for an RSA one, always A256GCM, no `zip` (RFC 8725 section 3.6), `cty: JWT`.
  *
- * For ECDH-ES each message gets a fresh ephemeral P-256 key from node:crypto (node-jose's own
- * generator is pure JavaScript and ~20x slower). Ephemeral keys are never reused: reuse would make
- * every message to one recipient share a key-wrapping key (RFC 7518 section 4.6).
+ * For ECDH-ES each message gets a fresh ephemeral P-256 key. Ephemeral keys are never reused: reuse
+ * would make every message to one recipient share a key-wrapping key (RFC 7518 section 4.6).
  */
 export async function sealResponse(payload: unknown, opts: SealResponseOptions): Promise<string> {
   // JSON has no `undefined`: the member would vanish and the consumer would refuse the claims.
@@ -508,19 +544,25 @@ export async function sealResponse(payload: unknown, opts: SealResponseOptions):
   const recipient = recipientPublicKey(opts.recipientKey);
   const iat = epochSeconds(opts.now ?? new Date());
   const inner = await signCompact(opts.signingKey, RESPONSE_TYP, { iat, payload });
-
-  const key = await jose.JWK.asKey({ ...publicMembers(recipient), kid: recipient.kid, use: 'enc', alg: recipient.alg });
-  const rcpt: JWE.Recipient = { key, header: { alg: recipient.alg, kid: recipient.kid } };
-  if (recipient.kty === 'EC') {
-    rcpt.epk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
-  }
-  return jose.JWE.createEncrypt({ format: 'compact', contentAlg: CONTENT_ENC, fields: { cty: NESTED_CTY } }, rcpt)
-    .update(Buffer.from(inner, 'utf8'))
-    .final();
+  if (recipient.alg === 'ES256') throw new GatewayError('trust-list.invalid', 'recipient key is a signing key');
+  return encryptCompact({ alg: recipient.alg, kid: recipient.kid, publicKey: publicKeyObject(recipient) }, inner, { cty: NESTED_CTY });
 }
+
+const usableRecipientKeys = new KeyMemo<PublicJwk>();
 
 /** The trust list's encryption key for the consumer; an unusable one is a trust-list defect. */
 function recipientPublicKey(value: unknown): PublicJwk {
+  if (isRecord(value)) {
+    const text = JSON.stringify(value);
+    // Only keys that passed every rule below are memoised; a refused one is judged again each time.
+    let fresh: PublicJwk | undefined;
+    const known = usableRecipientKeys.get(text, () => (fresh = judgeRecipientKey(value)));
+    return fresh ?? known;
+  }
+  return judgeRecipientKey(value);
+}
+
+function judgeRecipientKey(value: unknown): PublicJwk {
   if (isSymmetric(value)) throw new GatewayError('trust-list.invalid', 'symmetric recipient key');
   const parsed = publicSchema.safeParse(value);
   if (!parsed.success) throw new GatewayError('trust-list.invalid', 'recipient key is not an EC P-256 or RSA JWK with kid');
@@ -547,6 +589,7 @@ export interface OpenResponseOptions {
 interface CompactJwe {
   readonly text: string;
   readonly header: Record<string, unknown>;
+  readonly parts: JweParts;
 }
 
 /**
@@ -567,7 +610,7 @@ export function checkCompactJweShape(token: string, maxChars: number): CompactJw
   if (parsedHeader === undefined) throw new GatewayError('envelope.malformed', 'JWE header is not a JSON object');
   if (encryptedKey.length === 0) throw new GatewayError('envelope.algorithm-forbidden', 'no encrypted key (dir or ECDH-ES direct)');
   if (iv.length !== 12 || tag.length !== 16) throw new GatewayError('envelope.malformed', 'A256GCM needs a 96-bit IV and a 128-bit tag');
-  return { text: token, header: parsedHeader };
+  return { text: token, header: parsedHeader, parts: { protectedHeader: parts[0] ?? '', encryptedKey, iv, ciphertext, tag } };
 }
 
 /**
@@ -604,16 +647,17 @@ const epkSchema = z.strictObject({ kty: z.literal('EC'), crv: z.literal('P-256')
  * P-256 public key: no `d`, no other curve, and a point on the curve (invalid-curve attacks on
  * ECDH-ES leak the recipient's private key; RFC 7516 section 11.5 / RFC 8725 section 3.4).
  */
-export function checkEphemeralKey(header: Record<string, unknown>, alg: KeyManagementAlg): void {
+export function checkEphemeralKey(header: Record<string, unknown>, alg: KeyManagementAlg): KeyObject | undefined {
   const epk = header['epk'];
   if (alg === 'RSA-OAEP-256') {
     if (epk !== undefined) throw new GatewayError('envelope.algorithm-forbidden', 'epk only belongs with ECDH-ES');
-    return;
+    return undefined;
   }
   const parsed = epkSchema.safeParse(epk);
   if (!parsed.success) throw new GatewayError('envelope.algorithm-forbidden', 'epk must be an EC P-256 public key');
   try {
-    createPublicKey({ key: parsed.data, format: 'jwk' });
+    // OpenSSL refuses coordinates that are not a point on the named curve.
+    return createPublicKey({ key: parsed.data, format: 'jwk' });
   } catch (cause) {
     throw new GatewayError('envelope.algorithm-forbidden', 'epk is not a point on P-256', { cause });
   }
@@ -627,13 +671,18 @@ export function checkRecipientKid(header: Record<string, unknown>, alg: KeyManag
   return key;
 }
 
-/** Decrypts with exactly the selected key and only the two algorithms of this message. */
-export async function checkDecrypts(jwe: CompactJwe, key: DecryptionKey): Promise<Buffer> {
+/** Decrypts with exactly the selected key and its one algorithm, content always A256GCM. */
+export async function checkDecrypts(jwe: CompactJwe, key: DecryptionKey, epk: KeyObject | undefined): Promise<Buffer> {
+  if (jwe.header['enc'] !== CONTENT_ENC || jwe.header['alg'] !== key.alg) throw new GatewayError('envelope.algorithm-forbidden', 'JWE algorithms do not match the key');
   try {
-    const result = await jose.JWE.createDecrypt(key.key, { algorithms: [key.alg, CONTENT_ENC] }).decrypt(jwe.text);
-    return result.plaintext;
+    if (key.alg === 'ECDH-ES+A256KW') {
+      if (epk === undefined) throw new GatewayError('envelope.algorithm-forbidden', 'ECDH-ES needs epk');
+      return Promise.resolve(decryptCompact(jwe.parts, { alg: key.alg, privateKey: key.privateKey, epk }));
+    }
+    return Promise.resolve(decryptCompact(jwe.parts, { alg: key.alg, privateKey: key.privateKey }));
   } catch (cause) {
-    throw new GatewayError('envelope.decryption-failed', undefined, { cause });
+    if (cause instanceof GatewayError) throw cause;
+    throw new GatewayError('envelope.decryption-failed', undefined, cause instanceof DecryptionFailed ? {} : { cause });
   }
 }
 
@@ -674,10 +723,10 @@ export async function openResponseSigned(jwe: string, opts: OpenResponseOptions)
 
   const outer = checkCompactJweShape(jwe, opts.maxChars ?? DEFAULT_MAX_RESPONSE_CHARS);
   const alg = checkJweHeaderAllowlist(outer.header);
-  checkEphemeralKey(outer.header, alg);
+  const epk = checkEphemeralKey(outer.header, alg);
   checkNestedContentType(outer.header);
   const key = checkRecipientKid(outer.header, alg, opts.decryptionKeys);
-  const plaintext = await checkDecrypts(outer, key);
+  const plaintext = await checkDecrypts(outer, key, epk);
 
   let innerText: string;
   try {

@@ -12,13 +12,13 @@
  * `envelope.*` refusals are reported as `hcp.assertion-invalid`.
  */
 import { randomUUID } from 'node:crypto';
-import jose from 'node-jose';
 import { z } from 'zod';
 import {
   checkCompactShape,
   checkHeaderAllowlist,
   checkKidKnown,
   checkSignature,
+  signCompact,
   type JwksLike,
   type SigningKey,
 } from '../crossborder/envelope.js';
@@ -174,12 +174,7 @@ export async function issueHcpAssertion(opts: IssueHcpAssertionOptions): Promise
   };
   // What we sign must be what we would accept: a schema failure here is a programming error.
   const checked = hcpClaimsSchema.parse(claims);
-  const signer = jose.JWS.createSign(
-    { format: 'compact', fields: { alg: 'ES256', kid: opts.signingKey.kid, typ: HCP_ASSERTION_TYP } },
-    opts.signingKey.key,
-  );
-  const token: unknown = await signer.update(JSON.stringify(checked), 'utf8').final();
-  if (typeof token !== 'string') throw new Error('node-jose did not return a compact JWS');
+  const token = await signCompact(opts.signingKey, HCP_ASSERTION_TYP, checked);
   return { token, claims: checked, expiresAt: new Date(checked.exp * 1000) };
 }
 

@@ -3,8 +3,10 @@
  * a required section: keep the section, drop its entries and narrative, set emptyReason ... withheld;
  * remove resources no longer referenced from the Bundle (so nothing withheld leaks through entry)").
  *
- * Pure: the input is deep-copied, never mutated. The result is re-validated before it is returned, so
- * a filtering outcome that is not a valid IPS document fails closed instead of being relayed.
+ * Pure: the input is never mutated. Only the Composition is changed, so only it is copied; the
+ * result shares every other entry with the input (both are read-only from here on). The result is
+ * re-validated before it is returned, so a filtering outcome that is not a valid IPS document fails
+ * closed instead of being relayed.
  */
 import type { Bundle, BundleEntry, CodeableConcept, Composition, CompositionSection, Narrative } from '@medplum/fhirtypes';
 import {
@@ -87,13 +89,13 @@ function rootReferences(composition: Composition): string[] {
  * `Bundle.signature`, if any, is removed: it covered the original content, not this one.
  */
 export function filterIpsBySections(doc: IpsDocument, allowed: ReadonlySet<string>): Bundle {
-  const bundle = structuredClone(doc.bundle);
-  const entries = bundle.entry ?? [];
-  const compositionEntry = entries[0];
-  const composition = compositionEntry?.resource;
-  if (compositionEntry === undefined || composition?.resourceType !== 'Composition') {
+  const original = doc.bundle.entry?.[0];
+  if (original === undefined || original.resource?.resourceType !== 'Composition') {
     throw new Error('filterIpsBySections: the document was not produced by validateIpsDocument');
   }
+  const composition: Composition = structuredClone(original.resource);
+  const entries: BundleEntry[] = [{ ...original, resource: composition }, ...(doc.bundle.entry ?? []).slice(1)];
+  const bundle: Bundle = { ...doc.bundle, entry: entries };
 
   const sections: CompositionSection[] = [];
   for (const section of composition.section ?? []) {

@@ -49,15 +49,26 @@ export function checkClientCertificatePresent(socket: TLSSocket): PeerCertificat
   return cert;
 }
 
-export function checkCertificateCurrent(cert: PeerCertificate, now: Date): void {
+/** What the checks need of a client certificate: parsed once per TLS connection. */
+export interface ClientCertificateFacts {
+  readonly fingerprint: string;
+  readonly validFrom: Date;
+  readonly validTo: Date;
+}
+
+export function certificateFacts(cert: PeerCertificate): ClientCertificateFacts {
   const x509 = new X509Certificate(cert.raw);
-  if (now < new Date(x509.validFrom) || now >= new Date(x509.validTo)) {
+  return { fingerprint: sha256Hex(cert.raw), validFrom: new Date(x509.validFrom), validTo: new Date(x509.validTo) };
+}
+
+export function checkCertificateCurrent(cert: ClientCertificateFacts, now: Date): void {
+  if (now < cert.validFrom || now >= cert.validTo) {
     throw new GatewayError('peer.untrusted', 'client certificate outside its validity period');
   }
 }
 
-export function checkCertificateListed(cert: PeerCertificate, list: TrustList, now: Date): string {
-  const country = countryByClientFingerprint(list, sha256Hex(cert.raw), now);
+export function checkCertificateListed(cert: ClientCertificateFacts, list: TrustList, now: Date): string {
+  const country = countryByClientFingerprint(list, cert.fingerprint, now);
   if (country === undefined) throw new GatewayError('peer.untrusted', 'client certificate not in the trust list');
   return country;
 }
@@ -68,9 +79,25 @@ export function checkNotOurselves(country: string, ours: string): void {
   if (country === ours) throw new GatewayError('peer.untrusted', 'a gateway does not call itself');
 }
 
+/**
+ * A TLS connection's client certificate cannot change once renegotiation is disabled on it (the
+ * peer listener does so for every connection, see `disableRenegotiation`), so keep-alive requests
+ * reuse what the first request parsed. The time and the trust list are judged on every request.
+ */
+const factsBySocket = new WeakMap<TLSSocket, ClientCertificateFacts>();
+
+/** For the peer listener's 'secureConnection': the certificate checked once stays the connection's. */
+export function disableRenegotiation(socket: TLSSocket): void {
+  socket.disableRenegotiation();
+}
+
 export function authenticatePeerSocket(socket: Socket | undefined, list: TrustList, ourCountry: string, now: Date): string {
   const tls = checkTlsAuthorized(socket);
-  const cert = checkClientCertificatePresent(tls);
+  let cert = factsBySocket.get(tls);
+  if (cert === undefined) {
+    cert = certificateFacts(checkClientCertificatePresent(tls));
+    factsBySocket.set(tls, cert);
+  }
   checkCertificateCurrent(cert, now);
   const country = checkCertificateListed(cert, list, now);
   checkNotOurselves(country, ourCountry);
