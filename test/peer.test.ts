@@ -138,6 +138,36 @@ describe('peer API between two gateways (mutual TLS, trust list, signed envelope
     assert.ok(sockets.size <= 1, `expected at most one new TLS connection, saw ${sockets.size}`);
   });
 
+  test('a TLS 1.2 client cannot renegotiate (its certificate is judged once per connection)', async () => {
+    const u = new URL(esPeerUrl);
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = connectTls({ host: u.hostname, port: Number(u.port), servername: 'localhost', rejectUnauthorized: true, maxVersion: 'TLSv1.2', ...dkClientTls });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        resolve('still open');
+      }, 5000);
+      const done = (what: string): void => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(what);
+      };
+      socket.once('secureConnect', () => {
+        assert.equal(socket.getProtocol(), 'TLSv1.2');
+        const started = socket.renegotiate({ rejectUnauthorized: true }, (err) => done(err === null ? 'renegotiated' : 'refused'));
+        if (!started) done('refused');
+        // The new handshake goes out with the next record.
+        socket.write('GET /health/live HTTP/1.1\r\nHost: localhost\r\n\r\n');
+        socket.once('data', (chunk: Buffer) => done(/^HTTP\/1\.1 200/.test(chunk.toString('latin1')) ? 'answered after renegotiating' : 'refused'));
+      });
+      socket.once('error', () => done('refused'));
+      socket.once('close', () => done('refused'));
+    });
+    assert.equal(outcome, 'refused');
+    // The listener is unharmed.
+    const pong = await dk.peerClient.call('ES', '/ncp/v1/ping', { nonce: 'after-renegotiation' }, PongSchema);
+    assert.equal(pong.payload.nonce, 'after-renegotiation');
+  });
+
   async function refusals(reason: string): Promise<number> {
     const metrics = await es.gateway.api.inject({ method: 'GET', url: '/metrics' });
     const m = new RegExp(`ncpeh_peer_tls_refusals_total\\{reason="${reason}",country="ES"\\} (\\d+)`).exec(metrics.body);
