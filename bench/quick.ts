@@ -3,14 +3,22 @@
  * connections (saturation, then 50%), with CPU per fetch of each gateway and their peak RSS. It
  * writes no result file: the numbers in bench/README.md come from a full `npm run bench`.
  */
-import { rmSync } from 'node:fs';
-import { installDocument, loadPhases, prepareCrossBorder } from './e2e.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { installDocument, loadPhases, prepareCrossBorder, type Sampler, type Target } from './e2e.js';
 import { buildGateway, BUILD_DIR } from './gateway-process.js';
 import { buildBenchIps } from './ips.js';
 import { autocannon, log, procSample, round } from './lib.js';
+import { summariseDir } from './profile.js';
+import { runSubmissions } from './submissions.js';
 import { BenchDatabase, startBenchWorld, type BenchWorld } from './world.js';
 
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? '10');
+/** BENCH_PROFILE=1: the gateways run with --cpu-prof and their hot spots are printed at the end. */
+const PROFILE = process.env['BENCH_PROFILE'] === '1';
+/** BENCH_MODE=submissions: step 5 instead of step 3. */
+const MODE = process.env['BENCH_MODE'] ?? 'fetch';
 
 async function main(): Promise<void> {
   buildGateway();
@@ -21,40 +29,55 @@ async function main(): Promise<void> {
     await db.create();
     world = await startBenchWorld(db);
     await installDocument(world, ips.bundle);
-    await world.startGateways('pg');
+    const profDir = PROFILE ? mkdtempSync(join(tmpdir(), 'ncpeh-quick-prof-')) : undefined;
+    await world.startGateways('pg', profDir === undefined ? {} : { cpuProfDir: profDir });
     const w = world;
-    const sample = () => {
+    const sample: Sampler = () => {
       const dk = w.dk.gateway;
       const es = w.es.gateway;
       if (dk === undefined || es === undefined) throw new Error('gateways not running');
       return { 'ES gateway': es.sample(), 'DK gateway': dk.sample(), orchestrator: procSample(process.pid) };
     };
     const target = await prepareCrossBorder(world, ips.sectionCodes);
-    await autocannon({ url: target.url, headers: target.headers, connections: CONNECTIONS, durationS: 3 });
-    const [phase] = await loadPhases('quick', target, sample, { connections: [CONNECTIONS], durationS: 6 });
-    if (phase === undefined) throw new Error('no phase');
-    const peak = sample();
-    const gw = (phase.cpuMsPerFetch['ES gateway'] ?? 0) + (phase.cpuMsPerFetch['DK gateway'] ?? 0);
-    process.stdout.write(
-      `${JSON.stringify(
-        {
-          connections: CONNECTIONS,
-          rps: phase.saturation.rps,
-          errors: phase.saturation.errors + phase.saturation.non2xx,
-          atHalf: phase.atHalf.latencyMs,
-          cpuMsPerFetch: { ...phase.cpuMsPerFetch, gateways: round(gw, 2) },
-          peakRssMb: { ES: peak['ES gateway'].hwmMb, DK: peak['DK gateway'].hwmMb },
-          bytes: target.bytes,
-        },
-        null,
-        2,
-      )}\n`,
-    );
+    if (MODE === 'submissions') {
+      const runs = await runSubmissions({ esApiUrl: world.es.apiUrl, token: target.token, ref: target.ref, sample, durationS: 6 });
+      process.stdout.write(`${JSON.stringify(runs, null, 2)}\n`);
+    } else {
+      await fetchPhase(target, sample);
+    }
+    if (profDir !== undefined) {
+      await world.stopGateways();
+      for (const p of await summariseDir(profDir, new Set())) process.stdout.write(`${JSON.stringify(p, null, 1)}\n`);
+      rmSync(profDir, { recursive: true, force: true });
+    }
   } finally {
     await world?.close().catch((e: unknown) => log(`close failed: ${String(e)}`));
     await db.drop().catch((e: unknown) => log(`drop database failed: ${String(e)}`));
     rmSync(BUILD_DIR, { recursive: true, force: true });
   }
+}
+
+async function fetchPhase(target: Target, sample: Sampler): Promise<void> {
+  await autocannon({ url: target.url, headers: target.headers, connections: CONNECTIONS, durationS: 3 });
+  const [phase] = await loadPhases('quick', target, sample, { connections: [CONNECTIONS], durationS: 6 });
+  if (phase === undefined) throw new Error('no phase');
+  const peak = sample();
+  const gw = (phase.cpuMsPerFetch['ES gateway'] ?? 0) + (phase.cpuMsPerFetch['DK gateway'] ?? 0);
+  process.stdout.write(
+    `${JSON.stringify(
+      {
+        connections: CONNECTIONS,
+        rps: phase.saturation.rps,
+        errors: phase.saturation.errors + phase.saturation.non2xx,
+        atHalf: phase.atHalf.latencyMs,
+        cpuMsPerFetch: { ...phase.cpuMsPerFetch, gateways: round(gw, 2) },
+        peakRssMb: { ES: peak['ES gateway']?.hwmMb, DK: peak['DK gateway']?.hwmMb },
+        bytes: target.bytes,
+      },
+      null,
+      2,
+    )}\n`,
+  );
 }
 
 main().then(

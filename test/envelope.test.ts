@@ -496,7 +496,7 @@ void describe('sealed response (JWE(JWS))', () => {
 
   void test('the inner JWS is ES256 with typ ncpeh-response+jwt, signed by the provider', async () => {
     const jwe = await sealResponse({ a: 1 }, { signingKey: esSig, recipientKey: dkEnc.publicJwk, now: NOW });
-    const { plaintext } = await jose.JWE.createDecrypt(dkEnc.key).decrypt(jwe);
+    const { plaintext } = await jose.JWE.createDecrypt(await jose.JWK.asKey(dkEnc.privateKey.export({ format: 'jwk' }))).decrypt(jwe);
     const inner = plaintext.toString('utf8');
     assert.deepEqual(decodePart(inner, 0), { alg: 'ES256', kid: 'es-sig', typ: RESPONSE_TYP });
     assert.deepEqual(decodePart(inner, 1), { iat: T, payload: { a: 1 } });

@@ -91,7 +91,8 @@ function decode(token: string): { header: Record<string, unknown>; claims: Recor
 
 /** Signs arbitrary claims under an arbitrary header with a real ES256 key. */
 async function signWith(key: SigningKey, claims: unknown, header: Record<string, unknown> = { alg: 'ES256', kid: key.kid, typ: 'IUA-JWT' }): Promise<string> {
-  const out: unknown = await jose.JWS.createSign({ format: 'compact', fields: header }, key.key).update(JSON.stringify(claims), 'utf8').final();
+  const joseKey = await jose.JWK.asKey(key.privateKey.export({ format: 'jwk' }));
+  const out: unknown = await jose.JWS.createSign({ format: 'compact', fields: header }, joseKey).update(JSON.stringify(claims), 'utf8').final();
   assert.equal(typeof out, 'string');
   return String(out);
 }

@@ -7,12 +7,10 @@
  * GatewayError. Headers are judged by our own allowlist before any key is touched, and the
  * cryptography (jose-core.ts, node:crypto) is only ever run with the one key and the one algorithm
  * those checks selected (RFC 8725 sections 2.1, 3.1, 3.2). node-jose, which this module used
- * before, cost 4-5x the raw cryptography per fetch (bench/README.md); it remains the independent
- * implementation the tests check interoperability against.
+ * before, cost 4-5x the raw cryptography per fetch (bench/README.md); it remains, as a development
+ * dependency, the independent implementation the tests check interoperability against.
  */
 import { createPrivateKey, createPublicKey, randomUUID, sign, verify, type KeyObject } from 'node:crypto';
-import jose from 'node-jose';
-import type { JWK } from 'node-jose';
 import { z } from 'zod';
 import { GatewayError } from '../http/errors.js';
 import { decryptCompact, DecryptionFailed, encryptCompact, signCompactEs256, verifyEs256, type JweParts } from './jose-core.js';
@@ -60,8 +58,6 @@ export interface SigningKey {
   readonly use: 'sig';
   readonly kid: string;
   readonly alg: 'ES256';
-  /** The same key for node-jose, where a library API needs one (trust-list tooling). */
-  readonly key: JWK.Key;
   readonly privateKey: KeyObject;
   readonly publicJwk: PublicJwk;
 }
@@ -71,7 +67,6 @@ export interface DecryptionKey {
   readonly use: 'enc';
   readonly kid: string;
   readonly alg: KeyManagementAlg;
-  readonly key: JWK.Key;
   readonly privateKey: KeyObject;
   readonly publicJwk: PublicJwk;
 }
@@ -182,11 +177,10 @@ export async function loadPrivateJwk(json: unknown, use: 'sig' | 'enc'): Promise
   } catch (cause) {
     throw new TypeError(`key ${jwk.kid} is not a valid private key`, { cause });
   }
-  const key = await jose.JWK.asKey({ ...privateMembers, kid: publicJwk.kid, use: publicJwk.use, alg: publicJwk.alg });
   if (publicJwk.use === 'sig') {
-    return { use: 'sig', kid: publicJwk.kid, alg: 'ES256', key, privateKey, publicJwk };
+    return Promise.resolve({ use: 'sig', kid: publicJwk.kid, alg: 'ES256', privateKey, publicJwk });
   }
-  return { use: 'enc', kid: publicJwk.kid, alg: publicJwk.alg, key, privateKey, publicJwk };
+  return Promise.resolve({ use: 'enc', kid: publicJwk.kid, alg: publicJwk.alg, privateKey, publicJwk });
 }
 
 /** The public halves of our keys, for `/.well-known/jwks.json` and the trust list. */
@@ -304,7 +298,7 @@ export function checkCompactShape(token: string, maxChars: number): CompactJws {
 /**
  * `alg` must be exactly ES256: never `none` (RFC 7518 section 3.6), never HMAC (a public key used
  * as an HMAC secret, RFC 8725 section 2.1), never RSA. Header members outside our profile are
- * refused rather than ignored. Runs before node-jose is handed anything.
+ * refused rather than ignored. Runs before any key is touched.
  */
 export function checkHeaderAllowlist(header: Record<string, unknown>): void {
   for (const name of FORBIDDEN_HEADER_MEMBERS) {

@@ -50,6 +50,12 @@ export function verifyEs256(publicKey: KeyObject, signingInput: string, signatur
   return verify('sha256', Buffer.from(signingInput, 'ascii'), { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature);
 }
 
+/** RFC 7518 section 3.3 (RS256, RSASSA-PKCS1-v1_5) and 3.5 (PS256, RSASSA-PSS, salt = hash length). */
+export function verifyRsaJws(alg: 'RS256' | 'PS256', publicKey: KeyObject, signingInput: string, signature: Uint8Array): boolean {
+  const padding = alg === 'PS256' ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } : { padding: constants.RSA_PKCS1_PADDING };
+  return verify('sha256', Buffer.from(signingInput, 'ascii'), { key: publicKey, ...padding }, signature);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Key management
 

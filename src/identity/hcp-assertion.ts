@@ -20,6 +20,7 @@ import {
   checkSignature,
   signCompact,
   type JwksLike,
+  type PublicJwk,
   type SigningKey,
 } from '../crossborder/envelope.js';
 import { GatewayError, isGatewayError } from '../http/errors.js';
@@ -294,6 +295,45 @@ export function rolesOf(assertion: HcpAssertion): readonly Coding[] {
 }
 
 /** Verifies an HCP assertion; the checks run in the order listed and the first failure is thrown. */
+/**
+ * An assertion is presented with every request of a session. The signature over the same bytes with
+ * the same trusted key verifies the same way every time, so its outcome (with the claims' shape) is
+ * remembered per (key, token); every other check, times included, runs on every use. Bounded: the
+ * oldest entry goes first.
+ */
+class VerifiedAssertions {
+  readonly #entries = new Map<string, HcpAssertion>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  async get(signer: PublicJwk, token: string, verify: () => Promise<HcpAssertion>): Promise<HcpAssertion> {
+    const key = `${signer.kty === 'EC' ? `${signer.x}.${signer.y}` : signer.n}|${token}`;
+    const hit = this.#entries.get(key);
+    if (hit !== undefined) return hit;
+    // Shared by every later request: nobody may change it.
+    const claims = deepFreeze(await verify());
+    if (this.#entries.size >= this.#max) {
+      const oldest = this.#entries.keys().next();
+      if (oldest.done !== true) this.#entries.delete(oldest.value);
+    }
+    this.#entries.set(key, claims);
+    return claims;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+const verifiedClaims = new VerifiedAssertions(1000);
+
 export async function verifyHcpAssertion(token: string, opts: VerifyHcpAssertionOptions): Promise<HcpAssertion> {
   const now = epochSeconds(opts.now ?? new Date());
   const skew = opts.skewSeconds ?? DEFAULT_SKEW_SECONDS;
@@ -302,8 +342,7 @@ export async function verifyHcpAssertion(token: string, opts: VerifyHcpAssertion
   await asAssertionCheck(() => checkHeaderAllowlist(jws.header));
   checkAssertionType(jws.header);
   const signer = await asAssertionCheck(() => checkKidKnown(jws.header, opts.trustedKeys));
-  const payload = await asAssertionCheck(() => checkSignature(jws, signer));
-  const claims = checkClaimsShape(payload);
+  const claims = await verifiedClaims.get(signer, token, async () => checkClaimsShape(await asAssertionCheck(() => checkSignature(jws, signer))));
   checkIssuer(claims, opts.expectedIss);
   checkAudience(claims);
   checkTimes(claims, now, skew);

@@ -212,6 +212,7 @@ export class OutboxWorker {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
+  #kicked = false;
 
   constructor(opts: WorkerOptions) {
     this.#o = opts;
@@ -224,15 +225,23 @@ export class OutboxWorker {
 
   #loop(): void {
     if (this.#stopped) return;
+    this.#kicked = false;
+    let more = false;
     this.#running = this.runOnce()
-      .then(() => undefined)
+      .then((claimed) => {
+        // A full batch means a backlog: drain it without waiting for the next poll.
+        more = claimed >= (this.#o.batch ?? 16);
+      })
       .catch((err: unknown) => this.#o.log.warn({ err }, 'outbox pass failed'))
       .finally(() => {
         this.#running = undefined;
-        if (!this.#stopped) {
-          this.#timer = setTimeout(() => this.#loop(), this.#o.pollMs ?? 500);
-          this.#timer.unref();
+        if (this.#stopped) return;
+        if (more || this.#kicked) {
+          setImmediate(() => this.#loop());
+          return;
         }
+        this.#timer = setTimeout(() => this.#loop(), this.#o.pollMs ?? 500);
+        this.#timer.unref();
       });
   }
 
@@ -244,7 +253,12 @@ export class OutboxWorker {
 
   /** Nudges the worker (e.g. right after a submission) instead of waiting for the next poll. */
   kick(): void {
-    if (this.#stopped || this.#running !== undefined) return;
+    if (this.#stopped) return;
+    if (this.#running !== undefined) {
+      // The pass under way may have claimed before this submission was committed: go again after it.
+      this.#kicked = true;
+      return;
+    }
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#loop();
   }

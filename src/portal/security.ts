@@ -93,7 +93,7 @@ export function ownOrigin(request: FastifyRequest, publicUrl: string | undefined
  * signing key: stable across replicas and restarts, never usable to sign anything.
  */
 export function deriveCsrfKey(signingKey: SigningKey): Buffer {
-  const jwk = signingKey.key.toJSON(true) as { d?: unknown };
+  const jwk = signingKey.privateKey.export({ format: 'jwk' });
   if (typeof jwk.d !== 'string') throw new TypeError('the signing key has no private part');
   return Buffer.from(hkdfSync('sha256', Buffer.from(jwk.d, 'base64url'), 'ncpeh-portal', 'ncpeh portal form token v1', 32));
 }

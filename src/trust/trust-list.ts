@@ -6,10 +6,10 @@
  *
  * Pure: no I/O. Loading, reloading and keeping the last good list is src/trust/trust-store.ts.
  */
-import { createPublicKey } from 'node:crypto';
-import jose from 'node-jose';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { z } from 'zod';
 import { refusePrivateJwkMembers } from './jwk.js';
+import { signCompactEs256, verifyEs256 } from '../crossborder/jose-core.js';
 import { GatewayError } from '../http/errors.js';
 
 export const TRUST_LIST_TYP = 'ncpeh-trust-list+jws';
@@ -193,16 +193,8 @@ export async function signTrustList(doc: unknown, anchorPrivateJwk: unknown): Pr
     throw new Error(`the anchor key must be a private EC P-256 JWK with a kid: ${z.prettifyError(keyResult.error)}`);
   }
   const anchor = keyResult.data;
-  const key = await jose.JWK.asKey({ kty: anchor.kty, crv: anchor.crv, x: anchor.x, y: anchor.y, d: anchor.d, kid: anchor.kid });
-  const signed: unknown = await jose.JWS.createSign(
-    { format: 'compact', fields: { alg: TRUST_LIST_ALG, kid: anchor.kid, typ: TRUST_LIST_TYP } },
-    key,
-  )
-    .update(JSON.stringify(list), 'utf8')
-    .final();
-  // The node-jose typings say `object` for every format; compact output is a string.
-  if (typeof signed !== 'string') throw new Error('node-jose did not produce a compact JWS');
-  return signed;
+  const key = createPrivateKey({ key: { kty: anchor.kty, crv: anchor.crv, x: anchor.x, y: anchor.y, d: anchor.d }, format: 'jwk' });
+  return Promise.resolve(signCompactEs256(key, { alg: TRUST_LIST_ALG, kid: anchor.kid, typ: TRUST_LIST_TYP }, JSON.stringify(list)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -266,9 +258,8 @@ function checkCompactJws(jws: string): Parts {
 const HEADER_MEMBERS = new Set(['alg', 'kid', 'typ']);
 
 /**
- * Read the protected header ourselves before node-jose sees the token: node-jose honours `jwk`/`x5c`
- * embedded keys and `zip` when asked to, and its algorithm allowlist is only as good as the options
- * passed on every call. Only `alg`, `kid` and `typ` are allowed, which refuses `jwk`, `jku`, `x5u`,
+ * Read the protected header before any key is touched. Only `alg`, `kid` and `typ` are allowed, which
+ * refuses `jwk`, `jku`, `x5u`,
  * `x5c`, `zip` and `crit` (RFC 8725 section 3.1 and 3.10: fix the algorithm; do not follow key URLs).
  */
 function checkHeader(parts: Parts): Readonly<Record<string, unknown>> {
@@ -297,17 +288,17 @@ function checkAnchorKid(header: Readonly<Record<string, unknown>>, anchorKeys: r
 }
 
 /** Verifies with that one anchor key only and ES256 only, so nothing in the token can choose the key or the algorithm. */
-async function checkSignature(jws: string, anchor: AnchorKey): Promise<string> {
-  let payload: Buffer;
+function checkSignature(parts: Parts, anchor: AnchorKey): string {
+  let valid: boolean;
   try {
-    const key = await jose.JWK.asKey({ kty: anchor.kty, crv: anchor.crv, x: anchor.x, y: anchor.y, kid: anchor.kid });
-    const result = await jose.JWS.createVerify(key, { algorithms: [TRUST_LIST_ALG], allowEmbeddedKey: false }).verify(jws);
-    payload = result.payload;
+    const key = createPublicKey({ key: { kty: anchor.kty, crv: anchor.crv, x: anchor.x, y: anchor.y }, format: 'jwk' });
+    valid = verifyEs256(key, `${parts.header}.${parts.payload}`, Buffer.from(parts.signature, 'base64url'));
   } catch (cause) {
     refuse('signature', { cause });
   }
+  if (!valid) refuse('signature');
   try {
-    return decodeUtf8(payload);
+    return decodeUtf8(Buffer.from(parts.payload, 'base64url'));
   } catch (cause) {
     refuse('payload.malformed', { cause });
   }
@@ -353,7 +344,7 @@ export async function verifyTrustList(jws: string, options: VerifyOptions): Prom
   const parts = checkCompactJws(jws);
   const header = checkHeader(parts);
   const anchor = checkAnchorKid(header, options.anchorKeys);
-  const payloadText = await checkSignature(jws, anchor);
+  const payloadText = checkSignature(parts, anchor);
   const list = checkSchema(payloadText);
   checkNotExpired(list, options.now);
   checkNotFromFuture(list, options.now);
