@@ -99,16 +99,21 @@ export async function libraryFetches(keys: BenchKeys, ips: Bundle): Promise<Reco
   const request = (): string => JSON.stringify({ op: 'patient-summary', ref: 'A'.repeat(43), hcp: `eyJ${'x'.repeat(1000)}`, jti: randomUUID() });
   const response = (): string => JSON.stringify({ iat: Math.floor(Date.now() / 1000), payload: { inResponseTo: 'x', result: ips } });
 
+  // node-jose's typings say object for every output format; the compact one is a string.
+  const compact = (out: unknown): string => {
+    if (typeof out !== 'string') throw new Error('node-jose did not return a compact serialisation');
+    return out;
+  };
   const nj = {
     esSign: await nodeJose.JWK.asKey({ ...jwk(es.signing), kid: 'es-sig', use: 'sig', alg: 'ES256' }),
     dkSign: await nodeJose.JWK.asKey({ ...jwk(dk.signing), kid: 'dk-sig', use: 'sig', alg: 'ES256' }),
     esEnc: await nodeJose.JWK.asKey({ ...jwk(es.encryption), kid: 'es-enc', use: 'enc', alg: 'ECDH-ES+A256KW' }),
   };
   const njFetch = async (): Promise<unknown> => {
-    const req = String(await nodeJose.JWS.createSign({ format: 'compact', fields: { alg: 'ES256', typ: 'ncpeh-request+jwt' } }, nj.esSign).update(request(), 'utf8').final());
+    const req = compact(await nodeJose.JWS.createSign({ format: 'compact', fields: { alg: 'ES256', typ: 'ncpeh-request+jwt' } }, nj.esSign).update(request(), 'utf8').final());
     await nodeJose.JWS.createVerify(nj.esSign, { algorithms: ['ES256'] }).verify(req);
-    const inner = String(await nodeJose.JWS.createSign({ format: 'compact', fields: { alg: 'ES256', typ: 'ncpeh-response+jwt' } }, nj.dkSign).update(response(), 'utf8').final());
-    const jwe = String(await nodeJose.JWE.createEncrypt({ format: 'compact', contentAlg: 'A256GCM', fields: { cty: 'JWT' } }, nj.esEnc).update(Buffer.from(inner)).final());
+    const inner = compact(await nodeJose.JWS.createSign({ format: 'compact', fields: { alg: 'ES256', typ: 'ncpeh-response+jwt' } }, nj.dkSign).update(response(), 'utf8').final());
+    const jwe = compact(await nodeJose.JWE.createEncrypt({ format: 'compact', contentAlg: 'A256GCM', fields: { cty: 'JWT' } }, nj.esEnc).update(Buffer.from(inner)).final());
     const { plaintext } = await nodeJose.JWE.createDecrypt(nj.esEnc, { algorithms: ['ECDH-ES+A256KW', 'A256GCM'] }).decrypt(jwe);
     const verified = await nodeJose.JWS.createVerify(nj.dkSign, { algorithms: ['ES256'] }).verify(plaintext.toString('utf8'));
     return JSON.parse(verified.payload.toString('utf8'));
