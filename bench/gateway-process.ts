@@ -48,7 +48,9 @@ export interface StartOptions {
 export async function startGatewayProcess(opts: StartOptions): Promise<GatewayProcess> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.storageEnv, NODE_ENV: 'development' };
   if (opts.storageEnv['DATABASE_URL'] === undefined) delete env['DATABASE_URL'];
-  const nodeArgs = opts.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir];
+  // BENCH_GATEWAY_NODE_ARGS: extra node flags for the gateways only (e.g. V8 heap sizing), to compare.
+  const extra = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+  const nodeArgs = [...extra, ...(opts.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir])];
   const t0 = process.hrtime.bigint();
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--config', opts.configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lastLines: string[] = [];

@@ -44,6 +44,13 @@ async function main(): Promise<void> {
       process.stdout.write(`${JSON.stringify(runs, null, 2)}\n`);
     } else {
       await fetchPhase(target, sample);
+      process.stdout.write(`${JSON.stringify(await memoryBreakdown(world))}\n`);
+      // BENCH_HEAPSNAPSHOT=1 (with BENCH_GATEWAY_NODE_ARGS=--heapsnapshot-signal=SIGUSR2): the DK
+      // gateway writes a heap snapshot, taken after a full GC, into the current directory.
+      if (process.env['BENCH_HEAPSNAPSHOT'] === '1' && world.dk.gateway !== undefined) {
+        process.kill(world.dk.gateway.pid, 'SIGUSR2');
+        await new Promise((r) => setTimeout(r, 15_000));
+      }
     }
     if (profDir !== undefined) {
       await world.stopGateways();
@@ -55,6 +62,22 @@ async function main(): Promise<void> {
     await db.drop().catch((e: unknown) => log(`drop database failed: ${String(e)}`));
     rmSync(BUILD_DIR, { recursive: true, force: true });
   }
+}
+
+/** Heap, external and resident memory as each gateway reports them (prom-client default metrics). */
+async function memoryBreakdown(world: BenchWorld): Promise<Record<string, Record<string, number>>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const cw of [world.es, world.dk]) {
+    const text = await (await fetch(`${cw.apiUrl}/metrics`)).text();
+    const pick = (name: string): number => Math.round(Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? 'NaN') / 1e6);
+    out[cw.country] = {
+      rssMb: pick('process_resident_memory_bytes'),
+      heapTotalMb: pick('nodejs_heap_size_total_bytes'),
+      heapUsedMb: pick('nodejs_heap_size_used_bytes'),
+      externalMb: pick('nodejs_external_memory_bytes'),
+    };
+  }
+  return out;
 }
 
 async function fetchPhase(target: Target, sample: Sampler): Promise<void> {

@@ -97,6 +97,8 @@ export async function createPeerClient(config: Readonly<Config>, keys: GatewayKe
 }
 
 export async function startGateway(config: Readonly<Config>, logger: Logger): Promise<RunningGateway> {
+  // Milliseconds since the process started (performance.now()), per phase: reported when ready.
+  const startup: Record<string, number> = { modulesLoaded: Math.round(performance.now()) };
   const production = process.env.NODE_ENV === 'production';
   const keys = await loadGatewayKeys(config.keys);
   const metrics = createMetrics({ country: config.country });
@@ -110,11 +112,13 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
     pool: { max: config.database.poolMax },
     log: (msg, extra) => logger.warn(extra ?? {}, msg),
   });
+  startup['databaseOpen'] = Math.round(performance.now());
   const timers: NodeJS.Timeout[] = [];
   const stoppers: Array<() => void> = [];
   try {
     const { applied } = await runMigrations(db, migrationsDir(), (msg, extra) => logger.info(extra ?? {}, msg));
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
+    startup['migrated'] = Math.round(performance.now());
     const services = await createServices({ config, db, keys, trust, metrics, logger });
     peerClient = services.peers;
     auditor = services.audit;
@@ -169,7 +173,9 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
     }, 15 * 60_000);
     retention.unref();
     timers.push(retention);
+    startup['servicesReady'] = Math.round(performance.now());
     const gateway = await buildGateway({ config, db, logger, metrics, keys, trust, services, peerTls: { cert, key, ca }, onQueued: () => worker.kick() });
+    startup['appsBuilt'] = Math.round(performance.now());
     await gateway.api.listen({ host: config.api.host, port: config.api.port });
     await gateway.peer.listen({
       host: config.peer.host,
@@ -178,7 +184,8 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
     });
     const apiUrl = urlOf('http', gateway.api.server.address());
     const peerUrl = urlOf('https', gateway.peer.server.address());
-    logger.info({ apiUrl, peerUrl, storage: db.kind, trustListSequence: trust.current()?.sequence ?? null }, 'gateway ready');
+    startup['listening'] = Math.round(performance.now());
+    logger.info({ apiUrl, peerUrl, storage: db.kind, trustListSequence: trust.current()?.sequence ?? null, startupMs: startup }, 'gateway ready');
     const client = peerClient;
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => {

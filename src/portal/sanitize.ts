@@ -16,7 +16,19 @@
  *
  * Defence in depth: the page's CSP (no script, `img-src 'self'`) would block what slipped through.
  */
-import sanitizeHtml from 'sanitize-html';
+import { createRequire } from 'node:module';
+import type sanitizeHtml from 'sanitize-html';
+
+/**
+ * sanitize-html (with its HTML and CSS parsers) is about 80 ms of module loading, and only the
+ * viewer needs it: it is loaded on the first narrative, not while the gateway starts.
+ */
+const requireCjs = createRequire(import.meta.url);
+let library: typeof sanitizeHtml | undefined;
+function sanitizer(): typeof sanitizeHtml {
+  library ??= requireCjs('sanitize-html') as typeof sanitizeHtml;
+  return library;
+}
 
 /** FHIR R4 narrative.html: the XHTML elements a narrative may use (minus `img`, handled apart). */
 const ALLOWED_TAGS = [
@@ -81,5 +93,5 @@ const OPTIONS: sanitizeHtml.IOptions = {
 
 /** Markup safe to embed in a page (wrap it with `raw()`); empty when nothing readable is left. */
 export function sanitizeNarrative(xhtml: string): string {
-  return sanitizeHtml(xhtml, OPTIONS).trim();
+  return sanitizer()(xhtml, OPTIONS).trim();
 }
