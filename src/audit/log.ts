@@ -643,7 +643,10 @@ export class AuditLog {
       const record = { peerCountry, treeSize, rootHash: verified.rootHash, receivedAt };
       let fromSize: number | null = null;
       if (previous !== undefined) {
-        this.#noteWitnessed(peerCountry, previous);
+        // Read under the lock, the database is the authority: after a restore of our own database
+        // the cache may be ahead of it, and must not keep asking peers for proofs from there.
+        const cached = this.#witnessed.get(peerCountry);
+        if (cached?.treeSize !== previous.treeSize || !cached.rootHash.equals(previous.rootHash)) this.#witnessed.set(peerCountry, previous);
         checkNotRolledBack(peerCountry, previous, treeSize);
         if (previous.treeSize === treeSize) {
           checkSameRoot(peerCountry, previous, verified.rootHash);
