@@ -118,28 +118,27 @@ export class SubmissionStore {
    * documents arrive in the order they were submitted.
    */
   async claim(limit: number, leaseSeconds: number, skipCountries: readonly string[]): Promise<Row[]> {
-    return this.#db.transaction(async (tx) => {
-      const { rows } = await tx.query<Row>(
-        `UPDATE submissions s SET status = 'delivering', lease_until = now() + make_interval(secs => $2), attempts = s.attempts + 1
-          WHERE s.tracking_id IN (
-            SELECT o.tracking_id FROM submissions o
-             WHERE o.status IN ('queued', 'delivering')
-               AND o.next_attempt_at <= now()
-               AND (o.lease_until IS NULL OR o.lease_until < now())
-               AND NOT (o.country = ANY($3::text[]))
-               AND NOT EXISTS (
-                 SELECT 1 FROM submissions e
-                  WHERE e.country = o.country AND e.patient_ref = o.patient_ref
-                    AND e.status IN ('queued', 'delivering')
-                    AND (e.submitted_at, e.tracking_id) < (o.submitted_at, o.tracking_id))
-             ORDER BY o.submitted_at
-             LIMIT $1
-             FOR UPDATE SKIP LOCKED)
-          RETURNING s.*`,
-        [limit, leaseSeconds, [...skipCountries]],
-      );
-      return rows;
-    });
+    // One statement is one transaction: the rows it locks (SKIP LOCKED) are leased when it commits.
+    const { rows } = await this.#db.query<Row>(
+      `UPDATE submissions s SET status = 'delivering', lease_until = now() + make_interval(secs => $2), attempts = s.attempts + 1
+        WHERE s.tracking_id IN (
+          SELECT o.tracking_id FROM submissions o
+           WHERE o.status IN ('queued', 'delivering')
+             AND o.next_attempt_at <= now()
+             AND (o.lease_until IS NULL OR o.lease_until < now())
+             AND NOT (o.country = ANY($3::text[]))
+             AND NOT EXISTS (
+               SELECT 1 FROM submissions e
+                WHERE e.country = o.country AND e.patient_ref = o.patient_ref
+                  AND e.status IN ('queued', 'delivering')
+                  AND (e.submitted_at, e.tracking_id) < (o.submitted_at, o.tracking_id))
+           ORDER BY o.submitted_at
+           LIMIT $1
+           FOR UPDATE SKIP LOCKED)
+        RETURNING s.*`,
+      [limit, leaseSeconds, [...skipCountries]],
+    );
+    return rows;
   }
 
   decryptPayload(row: Row): { bundle: Record<string, unknown>; hcp: string } {
@@ -229,8 +228,9 @@ export class OutboxWorker {
     let more = false;
     this.#running = this.runOnce()
       .then((claimed) => {
-        // A full batch means a backlog: drain it without waiting for the next poll.
-        more = claimed >= (this.#o.batch ?? 16);
+        // Anything claimed means there may be more due (one patient's documents go one at a time,
+        // in order): go again at once, and wait for the poll only when a pass found nothing.
+        more = claimed > 0;
       })
       .catch((err: unknown) => this.#o.log.warn({ err }, 'outbox pass failed'))
       .finally(() => {
