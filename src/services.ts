@@ -68,12 +68,17 @@ export async function createServices(opts: {
     tls: { cert, key, ca },
     witness: {
       lastSize: (country) => auditLog.lastWitnessedSize(country),
-      record: async (country, checkpoint) => {
+      record: async (country, checkpoint, askedFrom) => {
         const cp = WitnessedCheckpoint.parse(checkpoint);
         const list = opts.trust.require();
         await auditLog.recordWitness(
           country,
-          { checkpointJws: cp.jws, ...(cp.consistencyProof === undefined ? {} : { consistencyProof: cp.consistencyProof }), ...(cp.fromSize === undefined ? {} : { fromSize: cp.fromSize }) },
+          {
+            checkpointJws: cp.jws,
+            ...(cp.consistencyProof === undefined ? {} : { consistencyProof: cp.consistencyProof }),
+            ...(cp.fromSize === undefined ? {} : { fromSize: cp.fromSize }),
+            ...(askedFrom === undefined ? {} : { askedFrom }),
+          },
           { keys: signingKeysFor(list, country) },
           { expectedNcpId: countryEntry(list, country).ncpId },
         );

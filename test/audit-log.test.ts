@@ -347,6 +347,18 @@ for (const adapter of testAdapters()) {
         }
       });
 
+      test('an event the database cannot hold fails its own append only, not the others written with it', async () => {
+        const start = await log.size();
+        // jsonb refuses the NUL character; such text could come from a peer (a professional's name).
+        const poisoned = { ...eventNo(501), extension: [{ url: 'urn:test', valueString: 'a\u0000b' }] };
+        const results = await Promise.allSettled([log.append(eventNo(500)), log.append(poisoned), log.append(eventNo(502)), log.append(eventNo(503))]);
+        assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+        const refused = results[1];
+        assert.ok(refused?.status === 'rejected' && isGatewayError(refused.reason) && refused.reason.code === 'audit.unavailable');
+        assert.equal(await log.size(), start + 3);
+        assert.equal((await verifyAuditLog(db, { signingKeys: dkKeys })).ok, true);
+      });
+
       test('two replicas appending at once race for the end of the log and still leave it contiguous', async () => {
         const replica = new AuditLog(db, { ncpId: DK, signingKey: dkKey });
         const start = await log.size();
@@ -547,18 +559,52 @@ for (const adapter of testAdapters()) {
         const before = await count(db, 'audit_witness');
         await appendN(peer, 3);
         const newer = await peer.checkpoint();
-        const w = await log.recordWitness('ES', { checkpointJws: newer.jws, consistencyProof: b64(await peer.consistencyProof(10, newer.treeSize)), fromSize: 10 }, esKeys);
+        const from10 = { checkpointJws: newer.jws, consistencyProof: b64(await peer.consistencyProof(10, newer.treeSize)), fromSize: 10 };
+        const w = await log.recordWitness('ES', { ...from10, askedFrom: 10 }, esKeys);
         assert.equal(w.stored, false);
         assert.equal(await count(db, 'audit_witness'), before);
+        // The peer never chooses where consistency is proven from: a proof from another size than asked is refused.
+        await assert.rejects(
+          log.recordWitness('ES', { ...from10, askedFrom: (await log.lastWitnessedSize('ES')) ?? -1 }, esKeys),
+          (e: unknown) => e instanceof WitnessRefusedError && e.reason === 'proof-missing',
+        );
+        // ... and the next request asks from the newest witnessed size.
+        assert.ok(((await log.lastWitnessedSize('ES')) ?? 0) > 10);
 
         await appendN(fork, newer.treeSize - 12 + 1);
         const forked = await fork.checkpoint();
         assert.ok(forked.treeSize > newer.treeSize);
         await assert.rejects(
-          log.recordWitness('ES', { checkpointJws: forked.jws, consistencyProof: b64(await fork.consistencyProof(10, forked.treeSize)), fromSize: 10 }, esKeys),
+          log.recordWitness('ES', { checkpointJws: forked.jws, consistencyProof: b64(await fork.consistencyProof(10, forked.treeSize)), fromSize: 10, askedFrom: 10 }, esKeys),
           (e: unknown) => e instanceof WitnessRefusedError && e.reason === 'proof-invalid',
         );
         assert.equal(await count(db, 'audit_witness'), before);
+      });
+
+      test('a checkpoint another replica has already superseded is a rollback; an identical one needs a still trusted key', async () => {
+        const fresh = new AuditLog(db, { ncpId: DK, signingKey: dkKey, witnessCacheMs: 0 });
+        await assert.rejects(fresh.recordWitness('ES', { checkpointJws: cp10.jws }, esKeys), (e: unknown) => e instanceof WitnessRefusedError && e.reason === 'rollback');
+        const { rows } = await db.query<{ jws: string }>("SELECT jws FROM audit_witness WHERE peer_country = 'ES' ORDER BY tree_size DESC LIMIT 1");
+        const newest = rows[0]?.jws;
+        assert.ok(newest);
+        const cached = new AuditLog(db, { ncpId: DK, signingKey: dkKey });
+        const w = await cached.recordWitness('ES', { checkpointJws: newest }, esKeys);
+        assert.equal(w.stored, false);
+        // The same bytes again would be a no-op, but not once the peer's key left the trust list.
+        await assert.rejects(cached.recordWitness('ES', { checkpointJws: newest }, { keys: [] }), (e: unknown) => isGatewayError(e) && e.code === 'envelope.unknown-key');
+
+        // Replica A remembers that newest witness; replica B then witnesses a newer one. Once A's
+        // memory is older than its limit, the same old checkpoint is a rollback for A too.
+        const replicaA = new AuditLog(db, { ncpId: DK, signingKey: dkKey, witnessCacheMs: 50 });
+        assert.equal((await replicaA.recordWitness('ES', { checkpointJws: newest }, esKeys)).stored, false);
+        const witnessedSize = (await replicaA.lastWitnessedSize('ES')) ?? 0;
+        await appendN(peer, 2);
+        const next = await peer.checkpoint();
+        const proof = b64(await peer.consistencyProof(witnessedSize, next.treeSize));
+        assert.equal((await cached.recordWitness('ES', { checkpointJws: next.jws, consistencyProof: proof, fromSize: witnessedSize, askedFrom: witnessedSize }, esKeys)).stored, true);
+        await sleep(80);
+        await assert.rejects(replicaA.recordWitness('ES', { checkpointJws: newest }, esKeys), (e: unknown) => e instanceof WitnessRefusedError && e.reason === 'rollback');
+        assert.equal(await replicaA.lastWitnessedSize('ES'), next.treeSize);
       });
     });
 

@@ -23,6 +23,7 @@ import {
 } from '../crossborder/envelope.js';
 import { GatewayError } from '../http/errors.js';
 import type { Db, Queryable } from '../storage/db.js';
+import { isConnectionFailure, isStorageUnavailable } from '../storage/errors.js';
 import { canonicalJson, EMPTY_ROOT, HASH_BYTES, leafHash, MerkleTree, verifyConsistency } from './merkle.js';
 
 export const CHECKPOINT_TYP = 'ncpeh-checkpoint+jws';
@@ -32,6 +33,13 @@ export const CHECKPOINT_TYP = 'ncpeh-checkpoint+jws';
  * arbitrary constant ("ncpw" in ASCII), distinct from the migration lock.
  */
 const WITNESS_LOCK_KEY = 0x6e637077;
+
+/**
+ * How long this process trusts its cached newest witness of a peer before reading the database
+ * again. Other replicas witness too: a peer rolled back to a checkpoint this replica saw last is
+ * then caught here within this time, and at once by a replica that saw a newer one.
+ */
+const WITNESS_CACHE_MS = 5_000;
 
 /** Most events written by one group-commit statement. */
 const MAX_BATCH_EVENTS = 256;
@@ -102,6 +110,11 @@ export interface WitnessInput {
   consistencyProof?: readonly string[];
   /** The size the proof starts from; must be the size we last witnessed for that peer. */
   fromSize?: number;
+  /**
+   * The size our request asked the proof to start from (`auditFrom`). A proof from another size
+   * than the one asked is refused: the peer never chooses where consistency is proven from.
+   */
+  askedFrom?: number;
 }
 
 export interface WitnessRecord {
@@ -126,6 +139,8 @@ export interface CheckpointSchedule {
 export interface AuditLogOptions {
   /** Our NCP id, written into every checkpoint. */
   ncpId: string;
+  /** How long a witnessed peer head is trusted from memory before the database is read again (default 5 s). */
+  witnessCacheMs?: number;
   /** Default key for `checkpoint()` and the scheduler. */
   signingKey?: SigningKey;
   now?: () => Date;
@@ -295,6 +310,8 @@ interface WitnessedHead {
   /** The checkpoint JWS and its issuer, when we verified it ourselves; an identical one needs no second look. */
   jws?: string;
   ncpId?: string;
+  /** When the database last confirmed this head (Date.now()); older than WITNESS_CACHE_MS is re-read. */
+  confirmedAt: number;
 }
 
 export class AuditLog {
@@ -302,6 +319,7 @@ export class AuditLog {
   readonly #ncpId: string;
   readonly #signingKey: SigningKey | undefined;
   readonly #now: () => Date;
+  readonly #witnessCacheMs: number;
   /** Cache of committed leaf hashes; always topped up from the database before use. */
   #tree = new MerkleTree();
   #syncing: Promise<void> | undefined;
@@ -320,6 +338,7 @@ export class AuditLog {
     this.#ncpId = opts.ncpId;
     this.#signingKey = opts.signingKey;
     this.#now = opts.now ?? (() => new Date());
+    this.#witnessCacheMs = opts.witnessCacheMs ?? WITNESS_CACHE_MS;
   }
 
   /**
@@ -382,6 +401,12 @@ export class AuditLog {
         offset += p.items.length;
       }
     } catch (cause) {
+      if (batch.length > 1 && !isConnectionFailure(cause) && !isStorageUnavailable(cause)) {
+        // The database refused the statement, not the connection: one event it cannot hold (a NUL
+        // character jsonb refuses, say) must fail its own append only, as it would on its own.
+        for (const p of batch) await this.#writeBatch([p]);
+        return;
+      }
       const error = new GatewayError('audit.unavailable', 'the audit record could not be written', { cause });
       for (const p of batch) p.reject(error);
     } finally {
@@ -597,19 +622,27 @@ export class AuditLog {
 
   /**
    * The largest tree size we witnessed from `peerCountry` (sent with requests, so the peer proves
-   * consistency from there). Read once from the database, then kept current by `recordWitness`.
+   * consistency from there). Cached for WITNESS_CACHE_MS, then read from the database again, since
+   * other replicas witness the same peer.
    */
   async lastWitnessedSize(peerCountry: string): Promise<number | undefined> {
     const cached = this.#witnessed.get(peerCountry);
-    if (cached !== undefined) return cached.treeSize;
+    if (cached !== undefined && Date.now() - cached.confirmedAt < this.#witnessCacheMs) return cached.treeSize;
     const previous = await latestWitness(this.#db, peerCountry);
-    if (previous !== undefined) this.#noteWitnessed(peerCountry, previous);
+    this.#confirmWitnessed(peerCountry, previous);
     return previous?.treeSize;
   }
 
-  #noteWitnessed(peerCountry: string, head: WitnessedHead): void {
+  /** The database's newest witness of the peer (read under the lock or just now) replaces the cache. */
+  #confirmWitnessed(peerCountry: string, previous: WitnessRow | undefined, verified?: { jws: string; ncpId: string }): void {
+    if (previous === undefined) {
+      this.#witnessed.delete(peerCountry);
+      return;
+    }
     const cached = this.#witnessed.get(peerCountry);
-    if (cached === undefined || head.treeSize > cached.treeSize || (head.treeSize === cached.treeSize && head.jws !== undefined)) this.#witnessed.set(peerCountry, head);
+    const same = cached !== undefined && cached.treeSize === previous.treeSize && cached.rootHash.equals(previous.rootHash);
+    const keep = verified ?? (same && cached.jws !== undefined && cached.ncpId !== undefined ? { jws: cached.jws, ncpId: cached.ncpId } : undefined);
+    this.#witnessed.set(peerCountry, { treeSize: previous.treeSize, rootHash: previous.rootHash, ...(keep ?? {}), confirmedAt: Date.now() });
   }
 
   /**
@@ -617,16 +650,26 @@ export class AuditLog {
    * keys from the trust list (and names the peer's NCP id when one is expected); then, against the
    * largest checkpoint witnessed from that peer before: not smaller (rollback), not a different root
    * at the same size (fork), and a larger one only with a consistency proof which verifies (RFC 9162
-   * section 2.1.4.2) from exactly that size. A refusal stores nothing.
+   * section 2.1.4.2) from exactly the size our request asked for. A refusal stores nothing.
    *
-   * A proof from an older witnessed size is what concurrent requests (or another replica's newer
-   * witness) produce: it is checked against that older head, and the checkpoint is not stored,
-   * because it is not proven to extend the newest one; the next answer is asked from the newest.
-   * The very checkpoint this process witnessed last (byte for byte) is already known: nothing to do.
+   * Two shortcuts, neither of which lets the peer choose anything:
+   * - the very checkpoint (byte for byte) that this process verified as the newest witness, within
+   *   WITNESS_CACHE_MS of the database confirming it, signed by a key the trust list still lists:
+   *   nothing new to check or store;
+   * - our request asked from an older witnessed size than the newest stored one (answers to
+   *   concurrent requests, or another replica witnessed meanwhile): the proof is checked against
+   *   that older witness and the checkpoint is not stored; the next request asks from the newest.
    */
   async recordWitness(peerCountry: string, input: WitnessInput, verifyKeys: JwksLike, opts: { expectedNcpId?: string } = {}): Promise<WitnessRecord> {
     const known = this.#witnessed.get(peerCountry);
-    if (known?.jws !== undefined && known.jws === input.checkpointJws && (opts.expectedNcpId === undefined || opts.expectedNcpId === known.ncpId)) {
+    if (
+      known?.jws !== undefined &&
+      known.jws === input.checkpointJws &&
+      Date.now() - known.confirmedAt < this.#witnessCacheMs &&
+      (opts.expectedNcpId === undefined || opts.expectedNcpId === known.ncpId)
+    ) {
+      // The signing key must still be trusted (a key removed from the trust list is refused here).
+      checkKidKnown(checkCompactShape(input.checkpointJws, MAX_CHECKPOINT_CHARS).header, verifyKeys);
       return { peerCountry, treeSize: known.treeSize, rootHash: known.rootHash, receivedAt: this.#now(), stored: false };
     }
     const verified = await verifyCheckpointJws(input.checkpointJws, verifyKeys);
@@ -634,28 +677,28 @@ export class AuditLog {
     if (opts.expectedNcpId !== undefined && verified.claims.ncpId !== opts.expectedNcpId) {
       throw new WitnessRefusedError('wrong-issuer', `checkpoint names ${verified.claims.ncpId}, expected ${opts.expectedNcpId}`);
     }
+    if (input.askedFrom !== undefined && input.fromSize !== undefined && input.fromSize !== input.askedFrom) {
+      throw new WitnessRefusedError('proof-missing', `${peerCountry} proved consistency from ${input.fromSize}, but ${input.askedFrom} was asked`);
+    }
     const proof = decodeProof(input.consistencyProof);
     const receivedAt = this.#now();
 
+    let confirmed: WitnessRow | undefined;
     const result = await this.#db.transaction(async (tx): Promise<WitnessRecord> => {
       await tx.query(`SELECT pg_advisory_xact_lock(${WITNESS_LOCK_KEY})`);
       const previous = await latestWitness(tx, peerCountry);
+      confirmed = previous;
       const record = { peerCountry, treeSize, rootHash: verified.rootHash, receivedAt };
       let fromSize: number | null = null;
       if (previous !== undefined) {
-        // Read under the lock, the database is the authority: after a restore of our own database
-        // the cache may be ahead of it, and must not keep asking peers for proofs from there.
-        const cached = this.#witnessed.get(peerCountry);
-        if (cached?.treeSize !== previous.treeSize || !cached.rootHash.equals(previous.rootHash)) this.#witnessed.set(peerCountry, previous);
         checkNotRolledBack(peerCountry, previous, treeSize);
         if (previous.treeSize === treeSize) {
           checkSameRoot(peerCountry, previous, verified.rootHash);
           return { ...record, receivedAt: previous.receivedAt, stored: false };
         }
-        if (input.fromSize !== undefined && input.fromSize < previous.treeSize && proof !== undefined) {
-          // Only from a size we did witness: the size we ask from always is one.
-          const older = await witnessAt(tx, peerCountry, input.fromSize);
-          if (older === undefined) throw new WitnessRefusedError('proof-missing', `${peerCountry} consistency proof starts at ${input.fromSize}, a size never witnessed`);
+        if (input.askedFrom !== undefined && input.fromSize === input.askedFrom && input.askedFrom < previous.treeSize && proof !== undefined) {
+          const older = await witnessAt(tx, peerCountry, input.askedFrom);
+          if (older === undefined) throw new WitnessRefusedError('proof-missing', `${peerCountry} consistency proof starts at ${input.askedFrom}, a size never witnessed`);
           checkConsistent(peerCountry, older, treeSize, verified.rootHash, input.fromSize, proof);
           return { ...record, stored: false };
         }
@@ -666,12 +709,18 @@ export class AuditLog {
         'INSERT INTO audit_witness (peer_country, tree_size, root_hash, jws, received_at, from_size, consistency_proof) VALUES ($1, $2, $3, $4, $5, $6, $7)',
         [peerCountry, treeSize, verified.rootHash, input.checkpointJws, receivedAt.toISOString(), fromSize, fromSize === null ? null : Buffer.concat(proof ?? [])],
       );
+      confirmed = { treeSize, rootHash: verified.rootHash, receivedAt };
       return { ...record, stored: true };
+    }).catch((e: unknown) => {
+      // Read under the lock, the database is the authority (e.g. after a restore of our own
+      // database the cache may be ahead of it), refusal or not.
+      if (confirmed !== undefined) this.#confirmWitnessed(peerCountry, confirmed);
+      throw e;
     });
-    // Only a checkpoint now stored, or equal to the stored newest, may short-cut the next time.
-    if (result.stored || result.treeSize === this.#witnessed.get(peerCountry)?.treeSize) {
-      this.#noteWitnessed(peerCountry, { treeSize: result.treeSize, rootHash: result.rootHash, jws: input.checkpointJws, ncpId: verified.claims.ncpId });
-    }
+    // The cache holds the newest witness the database confirmed; it carries this JWS only when this
+    // checkpoint is that newest witness (stored now, or equal to the stored one).
+    const isNewest = confirmed !== undefined && confirmed.treeSize === result.treeSize && confirmed.rootHash.equals(result.rootHash);
+    this.#confirmWitnessed(peerCountry, confirmed, isNewest ? { jws: input.checkpointJws, ncpId: verified.claims.ncpId } : undefined);
     return result;
   }
 
@@ -727,6 +776,7 @@ interface WitnessRow {
   rootHash: Buffer;
   receivedAt: Date;
 }
+
 
 async function latestWitness(tx: Queryable, peerCountry: string): Promise<WitnessRow | undefined> {
   const { rows } = await tx.query<{ tree_size: unknown; root_hash: unknown; received_at: unknown }>(

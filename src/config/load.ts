@@ -1,6 +1,7 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigSchema, type Config } from './schema.js';
+import { deepFreeze } from '../shared/freeze.js';
 
 export interface ConfigProblem {
   /** Dotted path of the field, e.g. `peer.port`; `(file)` for the file itself. */
@@ -148,14 +149,6 @@ function productionProblems(config: Config): ConfigProblem[] {
     problems.push({ path: 'citizen.secureCookies', message: 'session cookies must be Secure in production' });
   }
   return problems;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
 }
 
 /**

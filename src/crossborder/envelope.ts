@@ -339,7 +339,8 @@ export function checkKidKnown(header: Record<string, unknown>, trustedKeys: Jwks
       const parsed = publicSchema.safeParse(candidate);
       if (!parsed.success) return null;
       const decided = algorithmFor(parsed.data, 'sig');
-      return decided.ok ? decided.jwk : null;
+      // Shared by every later verification: frozen, so no caller can change it for the next.
+      return decided.ok ? Object.freeze(decided.jwk) : null;
     });
     if (usable !== null) matches.push(usable);
   }
@@ -550,7 +551,7 @@ function recipientPublicKey(value: unknown): PublicJwk {
     const text = JSON.stringify(value);
     // Only keys that passed every rule below are memoised; a refused one is judged again each time.
     let fresh: PublicJwk | undefined;
-    const known = usableRecipientKeys.get(text, () => (fresh = judgeRecipientKey(value)));
+    const known = usableRecipientKeys.get(text, () => (fresh = Object.freeze(judgeRecipientKey(value))));
     return fresh ?? known;
   }
   return judgeRecipientKey(value);

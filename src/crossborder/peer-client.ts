@@ -33,7 +33,8 @@ export interface PeerClientOptions {
    */
   readonly witness?: {
     lastSize(country: string): Promise<number | undefined>;
-    record(country: string, checkpoint: unknown): Promise<void>;
+    /** `askedFrom`: the size this request asked the peer to prove consistency from (auditFrom). */
+    record(country: string, checkpoint: unknown, askedFrom: number | undefined): Promise<void>;
     onRefused(country: string, error: unknown): void;
   };
 }
@@ -192,7 +193,7 @@ export class PeerClient {
     const result = resultSchema.safeParse(checkInResponseTo(opened.payload, requestId));
     if (this.#opts.witness !== undefined && typeof opened.payload === 'object' && opened.payload !== null && 'checkpoint' in opened.payload) {
       const witness = this.#opts.witness;
-      await witness.record(country, opened.payload.checkpoint).catch((e: unknown) => witness.onRefused(country, e));
+      await witness.record(country, opened.payload.checkpoint, witnessed).catch((e: unknown) => witness.onRefused(country, e));
     }
     if (!result.success) throw new GatewayError('peer.bad-response', 'answer does not match the operation schema', { cause: result.error });
     return { payload: result.data, requestId, signature: { jws: opened.jws, signedAt: opened.signedAt, signerNcpId: entry.ncpId } };

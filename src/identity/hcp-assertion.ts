@@ -27,6 +27,7 @@ import { GatewayError, isGatewayError } from '../http/errors.js';
 import { countryEntry, signingKeysFor, type TrustList } from '../trust/trust-list.js';
 import { LOA_URIS, loaAtLeast, type LevelOfAssurance, type VerifiedEid } from './eid.js';
 import { FACILITY_TYPES, ISCO_08_SYSTEM, isIscoCode, type Professional } from './registry.js';
+import { deepFreeze } from '../shared/freeze.js';
 
 // ---------------------------------------------------------------------------------------------
 // Profile constants
@@ -322,14 +323,6 @@ class VerifiedAssertions {
     this.#entries.set(key, claims);
     return claims;
   }
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
 }
 
 const verifiedClaims = new VerifiedAssertions(1000);

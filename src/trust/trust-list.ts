@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { refusePrivateJwkMembers } from './jwk.js';
 import { signCompactEs256, verifyEs256 } from '../crossborder/jose-core.js';
 import { GatewayError } from '../http/errors.js';
+import { deepFreeze } from '../shared/freeze.js';
 
 export const TRUST_LIST_TYP = 'ncpeh-trust-list+jws';
 export const TRUST_LIST_ALG = 'ES256';
@@ -371,15 +372,6 @@ function parseListOrThrow(doc: unknown): TrustList {
 
 function decodeUtf8(bytes: Uint8Array): string {
   return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-}
-
-/** The list is shared by every request; freezing it keeps one request from changing trust for the next. */
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
-  }
-  return value;
 }
 
 // ---------------------------------------------------------------------------------------------
