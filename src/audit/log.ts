@@ -320,7 +320,7 @@ export class AuditLog {
   readonly #signingKey: SigningKey | undefined;
   readonly #now: () => Date;
   readonly #witnessCacheMs: number;
-  /** Cache of committed leaf hashes; always topped up from the database before use. */
+  /** Cache of committed leaf hashes: our own appends extend it, and it is checked against (or topped up from) the database before a proof is served. */
   #tree = new MerkleTree();
   #syncing: Promise<void> | undefined;
   #schedule: { stop: () => void; kick: () => void; everyEntries: number } | undefined;
