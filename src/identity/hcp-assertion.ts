@@ -295,7 +295,6 @@ export function rolesOf(assertion: HcpAssertion): readonly Coding[] {
   return assertion.extensions.ihe_iua.subject_role;
 }
 
-/** Verifies an HCP assertion; the checks run in the order listed and the first failure is thrown. */
 /**
  * An assertion is presented with every request of a session. The signature over the same bytes with
  * the same trusted key verifies the same way every time, so its outcome (with the claims' shape) is
@@ -327,6 +326,7 @@ class VerifiedAssertions {
 
 const verifiedClaims = new VerifiedAssertions(1000);
 
+/** Verifies an HCP assertion; the checks run in the order listed and the first failure is thrown. */
 export async function verifyHcpAssertion(token: string, opts: VerifyHcpAssertionOptions): Promise<HcpAssertion> {
   const now = epochSeconds(opts.now ?? new Date());
   const skew = opts.skewSeconds ?? DEFAULT_SKEW_SECONDS;
