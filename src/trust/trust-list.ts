@@ -260,8 +260,8 @@ const HEADER_MEMBERS = new Set(['alg', 'kid', 'typ']);
 
 /**
  * Read the protected header before any key is touched. Only `alg`, `kid` and `typ` are allowed, which
- * refuses `jwk`, `jku`, `x5u`,
- * `x5c`, `zip` and `crit` (RFC 8725 section 3.1 and 3.10: fix the algorithm; do not follow key URLs).
+ * refuses `jwk`, `jku`, `x5u`, `x5c`, `zip` and `crit` (RFC 8725 section 3.1 and 3.10: fix the
+ * algorithm; do not follow key URLs).
  */
 function checkHeader(parts: Parts): Readonly<Record<string, unknown>> {
   let header: unknown;
