@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { readingsBundle } from '../sandbox/readings.js';
 import { BENCH_DIR, log, round, type ProcSample } from './lib.js';
 
 /** Well below what the gateways accept, so the lag is delivery itself, not queueing. */
@@ -32,26 +33,6 @@ interface LoadOut {
   trackingIds: string[];
 }
 
-export function submissionBody(ref: string): unknown {
-  const subject = { reference: `Patient/${ref}` };
-  return {
-    resourceType: 'Bundle',
-    type: 'collection',
-    entry: [
-      {
-        resource: {
-          resourceType: 'Observation',
-          status: 'final',
-          code: { coding: [{ system: 'http://loinc.org', code: '59408-5', display: 'Oxygen saturation in Arterial blood by Pulse oximetry' }] },
-          subject,
-          effectiveDateTime: new Date().toISOString(),
-          valueQuantity: { value: 93, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
-        },
-      },
-      { resource: { resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'EMER' }, subject } },
-    ],
-  };
-}
 
 async function load(args: Record<string, unknown>, durationS: number): Promise<LoadOut> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, 'submit-load.ts'), JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -110,7 +91,7 @@ export async function runSubmissions(opts: {
     const connections = phase === 'paced' ? 5 : 20;
     log(`submissions: ${phase}${rate === undefined ? '' : ` (${rate}/s)`}`);
     const before = opts.sample();
-    const out = await load({ url, token: opts.token, body: submissionBody(opts.ref), connections, durationS: opts.durationS, maxRequests: 20_000, ...(rate === undefined ? {} : { rate }) }, opts.durationS);
+    const out = await load({ url, token: opts.token, body: readingsBundle(opts.ref, 93), connections, durationS: opts.durationS, maxRequests: 20_000, ...(rate === undefined ? {} : { rate }) }, opts.durationS);
     const { lags: l, missing } = await lags(statusBase, opts.token, out.trackingIds, 20);
     const after = opts.sample();
     const cpu: Record<string, number> = {};

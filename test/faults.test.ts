@@ -14,6 +14,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ES_PRACTITIONERS, KENNETH } from '../sandbox/seed.js';
+import { readingsBundle } from '../sandbox/readings.js';
 import { SUBMISSION_IDENTIFIER_SYSTEM } from '../src/crossborder/receiver.js';
 import { freePort } from './helpers/deployment.js';
 import { startWorld, type World } from './helpers/world.js';
@@ -64,25 +65,6 @@ async function stopSender(s: Sender, signal: NodeJS.Signals): Promise<void> {
   await exited;
 }
 
-
-function reading(ref: string, value: number): Json {
-  return {
-    resourceType: 'Bundle',
-    type: 'collection',
-    entry: [
-      {
-        resource: {
-          resourceType: 'Observation',
-          status: 'final',
-          code: { coding: [{ system: 'http://loinc.org', code: '8867-4', display: 'Heart rate' }] },
-          subject: { reference: `Patient/${ref}` },
-          valueQuantity: { value, unit: '/min', system: 'http://unitsofmeasure.org', code: '/min' },
-        },
-      },
-    ],
-  };
-}
-
 describe('data back home under faults (real processes, PostgreSQL)', { skip: ON_POSTGRES ? false : 'needs DATABASE_URL (run by CI on PostgreSQL)' }, () => {
   let world: World;
   let sender: Sender;
@@ -107,7 +89,7 @@ describe('data back home under faults (real processes, PostgreSQL)', { skip: ON_
     for (let i = 0; i < n; i++) {
       const res = await api(`${apiUrl}/api/v1/cross-border/patients/DK/${ref}/documents`, {
         token: ana,
-        body: reading(ref, 60 + i),
+        body: readingsBundle(ref, 60 + i),
         headers: { 'idempotency-key': `fault-${randomUUID()}` },
       });
       assert.equal(res.status, 202, JSON.stringify(res.body));
@@ -173,7 +155,7 @@ describe('data back home under faults (real processes, PostgreSQL)', { skip: ON_
     try {
       refused = await api(`${sender.apiUrl}/api/v1/cross-border/patients/DK/${ref}/documents`, {
         token: ana,
-        body: reading(ref, 99),
+        body: readingsBundle(ref, 99),
         headers: { 'idempotency-key': `pgdown-${randomUUID()}` },
       });
     } finally {

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { DK_GP, ES_PRACTITIONERS, KENNETH } from '../sandbox/seed.js';
+import { readingsBundle as readings } from '../sandbox/readings.js';
 import { verifySignedClaims } from '../src/crossborder/envelope.js';
 import { RECEIPT_TYP, SUBMISSION_IDENTIFIER_SYSTEM } from '../src/crossborder/receiver.js';
 import { signingKeysFor } from '../src/trust/trust-list.js';
@@ -15,35 +16,6 @@ import { startWorld, type World } from './helpers/world.js';
 import { call as api, outcomeCode, type Json } from './helpers/http.js';
 
 const ANA = ES_PRACTITIONERS.find((p) => p.roleCode === '221');
-
-
-
-function readings(ref: string, value: number): Json {
-  return {
-    resourceType: 'Bundle',
-    type: 'collection',
-    entry: [
-      {
-        resource: {
-          resourceType: 'Observation',
-          status: 'final',
-          code: { coding: [{ system: 'http://loinc.org', code: '59408-5', display: 'Oxygen saturation in Arterial blood by Pulse oximetry' }] },
-          subject: { reference: `Patient/${ref}` },
-          effectiveDateTime: new Date().toISOString(),
-          valueQuantity: { value, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
-        },
-      },
-      {
-        resource: {
-          resourceType: 'Encounter',
-          status: 'finished',
-          class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'EMER' },
-          subject: { reference: `Patient/${ref}` },
-        },
-      },
-    ],
-  };
-}
 
 describe('data back home', () => {
   let world: World;
