@@ -1,20 +1,18 @@
 /**
- * Kenneth's world for the benchmark, modelled on test/helpers/world.ts but with each gateway in its
- * own `ncpeh serve` process: the national FHIR servers and eID providers stay in this (orchestrating)
- * process, the load generator is a third process (lib.ts `autocannon`). Gateway CPU and memory are
- * then the gateway's alone, read from /proc.
+ * Kenneth's world for the benchmark: the test world's countries (test/helpers/world.ts
+ * `prepareCountry`), but with each gateway in its own `ncpeh serve` process. The national FHIR
+ * servers and eID providers stay in this (orchestrating) process, the load generator is a third
+ * process (lib.ts `autocannon`). Gateway CPU and memory are then the gateway's alone, read from /proc.
  */
-import { readFile, writeFile } from 'node:fs/promises';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { clientAssertion, ensureSandboxClient, type SandboxClientFiles } from '../sandbox/clients.js';
-import { ehrClientId, portalClientId, startCountryEid, type CountryEid } from '../sandbox/eid.js';
-import { startFhirServer, type RunningFhirServer } from '../sandbox/fhir-server.js';
-import { followLoginRedirects } from '../sandbox/oidc-op.js';
-import { createTestDeployment, freePort, type TestDeployment } from '../test/helpers/deployment.js';
-import { PATIENT_SYSTEMS } from '../test/helpers/world.js';
+import type { SandboxClientFiles } from '../sandbox/clients.js';
+import type { CountryEid } from '../sandbox/eid.js';
+import type { RunningFhirServer } from '../sandbox/fhir-server.js';
+import { createTestDeployment, type TestDeployment } from '../test/helpers/deployment.js';
+import { citizenSignInAt, hcpSignInAt, prepareCountry } from '../test/helpers/world.js';
 import { startGatewayProcess, type GatewayProcess } from './gateway-process.js';
 
 export type Country = 'DK' | 'ES';
@@ -85,30 +83,8 @@ export async function startBenchWorld(db: BenchDatabase): Promise<BenchWorld> {
   const dataRoot = await mkdtemp(join(tmpdir(), 'ncpeh-bench-data-'));
   const parts: Partial<Record<Country, BenchCountry>> = {};
   for (const country of ['DK', 'ES'] as const) {
-    const lc = country.toLowerCase();
-    const apiPort = await freePort();
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
-    const fhir = await startFhirServer({ port: 0, seed: country });
-    const eid = await startCountryEid({ country, sandboxDir: deployment.dir, gatewayApiUrl: apiUrl, ports: { oidc: await freePort(), saml: await freePort() } });
-    const client = await ensureSandboxClient(deployment.dir, ehrClientId(country));
-    const configFile = deployment.configFile(country);
-    const doc = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
-    Object.assign(doc, {
-      api: { host: '127.0.0.1', port: apiPort },
-      nationalFhir: { baseUrl: fhir.baseUrl, summaryMode: 'operation' },
-      eid: {
-        oidc: [
-          { id: `${lc}-citizen-eid`, issuer: eid.oidcIssuer, clientId: portalClientId(country), redirectUri: `${apiUrl}/api/v1/auth/callback`, purpose: 'citizen', allowInsecureHttp: true },
-          { id: `${lc}-hcp-eid`, issuer: eid.oidcIssuer, clientId: ehrClientId(country), purpose: 'hcp', allowInsecureHttp: true },
-        ],
-        saml: [{ id: `${lc}-eidas-node`, idpEntityId: eid.samlEntityId, idpCertFiles: [eid.samlCertFile], spEntityId: `urn:ncpeh:ncp:${country}`, acsUrl: `${apiUrl}/api/v1/auth/hcp` }],
-      },
-      clients: [{ id: ehrClientId(country), name: `${country} hospital EHR (bench)`, scopes: ['hcp-assertion', 'cross-border'], jwksFile: client.jwksFile }],
-      citizen: { patientIdentifierSystem: PATIENT_SYSTEMS[country], sessionTtlSeconds: 3600, secureCookies: false },
-      policy: { clockSkewSeconds: 60, breakGlass: 'forbidden', hcpAssertionTtlSeconds: 3600 },
-    });
-    await writeFile(configFile, JSON.stringify(doc, null, 2));
-    parts[country] = { country, apiUrl, configFile, fhir, eid, client, gateway: undefined };
+    const prepared = await prepareCountry(deployment, country, { clientLabel: 'bench' });
+    parts[country] = { ...prepared, gateway: undefined };
   }
   const dk = parts.DK;
   const es = parts.ES;
@@ -135,38 +111,8 @@ export async function startBenchWorld(db: BenchDatabase): Promise<BenchWorld> {
         cw.gateway = undefined;
       }
     },
-    async hcpSignIn(c, personId) {
-      const cw = of(c);
-      const sso = await fetch(`${cw.eid.samlUrl}/sso?person=${encodeURIComponent(personId)}&loa=substantial`);
-      const { SAMLResponse } = (await sso.json()) as { SAMLResponse: string };
-      const res = await fetch(`${cw.apiUrl}/api/v1/auth/hcp`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-          client_assertion: await clientAssertion(cw.client, `${cw.apiUrl}/api/v1/auth/hcp`),
-          saml_response: SAMLResponse,
-          purpose_of_use: 'TREAT',
-        }),
-      });
-      const body = (await res.json()) as { access_token?: string };
-      if (res.status !== 200 || body.access_token === undefined) throw new Error(`HCP sign-in failed: ${res.status} ${JSON.stringify(body)}`);
-      return body.access_token;
-    },
-    async citizenSignIn(c, personId) {
-      const cw = of(c);
-      const login = await fetch(`${cw.apiUrl}/api/v1/auth/login`, { redirect: 'manual' });
-      const location = login.headers.get('location');
-      const loginCookie = /ncpeh_login=([^;]+)/.exec(login.headers.get('set-cookie') ?? '')?.[1];
-      if (location === null || loginCookie === undefined) throw new Error(`login did not redirect: ${login.status}`);
-      const authUrl = new URL(location);
-      authUrl.searchParams.set('login_hint', personId);
-      const callback = await followLoginRedirects(authUrl.toString(), `${cw.apiUrl}/api/v1/auth/callback`);
-      const res = await fetch(callback, { headers: { cookie: `ncpeh_login=${loginCookie}` } });
-      const body = (await res.json()) as { access_token?: string };
-      if (res.status !== 200 || body.access_token === undefined) throw new Error(`citizen sign-in failed: ${res.status} ${JSON.stringify(body)}`);
-      return body.access_token;
-    },
+    hcpSignIn: (c, personId) => hcpSignInAt(of(c), personId),
+    citizenSignIn: (c, personId) => citizenSignInAt(of(c), personId),
     async close() {
       await world.stopGateways().catch(() => undefined);
       for (const cw of [dk, es]) {
