@@ -139,7 +139,6 @@ export async function buildApiApp(deps: GatewayDeps): Promise<FastifyInstance> {
     guard: guardOptions(deps),
     consents: services.consents,
     ourCountry: deps.config.country,
-    organizationName: `National Contact Point for eHealth ${deps.config.country}`,
     trustList: () => deps.trust.require(),
     onChange: async ({ action, session, consent, requestId }) =>
       services.audit.record(

@@ -1,8 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decide } from '../src/consent/decision.js';
-import { toFhirConsent, validateConsentInput, type ConsentTerms } from '../src/consent/model.js';
-import { ConsentRepository, newConsentId, patientKeyOf } from '../src/consent/repository.js';
+import { CONSENT_POLICY_URI, toFhirConsent, validateConsentInput, type ConsentTerms } from '../src/consent/model.js';
+import { ConsentRepository, isConsentId, newConsentId, patientKeyOf } from '../src/consent/repository.js';
 import { isGatewayError } from '../src/http/errors.js';
 import type { Db } from '../src/storage/db.js';
 import { openTestDb, testAdapters } from './helpers/db.js';
@@ -53,6 +53,20 @@ function isNotFound(e: unknown): boolean {
 
 for (const adapter of testAdapters()) {
   describe(`consent repository on ${adapter}`, () => {
+    test("grant: a citizen's terms become a stored Consent presented by our NCP under our policy", async () => {
+      await withRepo(adapter, async (repo) => {
+        const t = terms();
+        const granted = await repo.grant({ patientKey: patientKeyOf(KENNETH), patient: KENNETH, name: 'Kenneth Andersen' }, t, { grantedAt: NOW, ourCountry: 'DK' });
+        assert.ok(isConsentId(granted.id));
+        assert.equal(granted.patientKey, patientKeyOf(KENNETH));
+        assert.deepEqual(granted.sections, ['11450-4', '48765-2']);
+        assert.deepEqual(granted.resource.organization, [{ display: 'National Contact Point for eHealth DK' }]);
+        assert.equal(granted.resource.policy?.[0]?.uri, CONSENT_POLICY_URI);
+        assert.deepEqual(granted.resource.patient.identifier, KENNETH);
+        assert.deepEqual(await repo.listForPatient(patientKeyOf(KENNETH)), [granted]);
+      });
+    });
+
     test('create, list and revoke round trip: indexed terms and the FHIR resource agree', async () => {
       await withRepo(adapter, async (repo) => {
         const t = terms();

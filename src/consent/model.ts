@@ -315,6 +315,9 @@ export const FhirConsentSchema = z.object({
 
 export type FhirConsent = z.infer<typeof FhirConsentSchema>;
 
+/** The policy every consent of ours is given under (FHIR Consent.policy.uri). */
+export const CONSENT_POLICY_URI = 'urn:ncpeh:policy:cross-border-patient-summary';
+
 export interface FhirConsentOptions {
   readonly id: string;
   /** The national patient identifier (e.g. CPR: system urn:oid:1.2.208.176.1.2). */

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { GatewayError } from '../http/errors.js';
 import type { Queryable } from '../storage/db.js';
 import type { ConsentRecord } from './decision.js';
-import { FhirConsentSchema, type ConsentTerms, type FhirConsent } from './model.js';
+import { CONSENT_POLICY_URI, FhirConsentSchema, toFhirConsent, type ConsentTerms, type FhirConsent } from './model.js';
 
 /** A consent as stored: the decision's view plus who it belongs to, its FHIR form and its history. */
 export interface StoredConsent extends ConsentRecord {
@@ -98,6 +98,27 @@ export class ConsentRepository {
    * Stores a consent under the resource's `id` (make it with `newConsentId()`). The resource must be
    * about the patient `patientKey` names; it is stored `active` whatever it says.
    */
+  /**
+   * A citizen's validated terms become a stored Consent: a new id, the FHIR resource (our NCP as the
+   * organisation that presents and enforces the policy), the row. The API and the portal both grant
+   * through here.
+   */
+  async grant(
+    grantor: { readonly patientKey: string; readonly patient: { readonly system: string; readonly value: string }; readonly name?: string | undefined },
+    terms: ConsentTerms,
+    opts: { readonly grantedAt: Date; readonly ourCountry: string },
+  ): Promise<StoredConsent> {
+    const resource = toFhirConsent(terms, {
+      id: newConsentId(),
+      patient: grantor.patient,
+      grantedAt: opts.grantedAt,
+      ...(grantor.name === undefined ? {} : { grantorName: grantor.name }),
+      organizationName: `National Contact Point for eHealth ${opts.ourCountry}`,
+      policyUri: CONSENT_POLICY_URI,
+    });
+    return this.create(grantor.patientKey, terms, resource);
+  }
+
   async create(patientKey: string, terms: ConsentTerms, fhir: FhirConsent): Promise<StoredConsent> {
     const id = fhir.id;
     // Programming errors, not caller errors: they surface as internal.error.

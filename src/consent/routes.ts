@@ -8,14 +8,13 @@ import { z } from 'zod';
 import { requireCitizen, type GuardOptions } from '../identity/guards.js';
 import type { CitizenSession } from '../identity/citizen-session.js';
 import type { TrustList } from '../trust/trust-list.js';
-import { ConsentInputSchema, toFhirConsent, validateConsentInput } from './model.js';
-import { newConsentId, type ConsentRepository, type StoredConsent } from './repository.js';
+import { ConsentInputSchema, validateConsentInput } from './model.js';
+import type { ConsentRepository, StoredConsent } from './repository.js';
 
 export interface ConsentRoutesOptions {
   readonly guard: GuardOptions;
   readonly consents: ConsentRepository;
   readonly ourCountry: string;
-  readonly organizationName: string;
   readonly trustList: () => TrustList;
   /** Audit hook: a consent was created or revoked (fail closed: a throw aborts the change's answer). */
   readonly onChange?: (change: { action: 'create' | 'revoke'; session: CitizenSession; consent: StoredConsent; requestId: string }) => Promise<void>;
@@ -77,16 +76,7 @@ export const consentRoutes: FastifyPluginAsyncZod<ConsentRoutesOptions> = async 
       const now = opts.guard.now();
       const knownCountries = Object.keys(opts.trustList().countries).filter((c) => c !== opts.ourCountry);
       const terms = validateConsentInput(request.body, { knownCountries, now });
-      const id = newConsentId();
-      const resource = toFhirConsent(terms, {
-        id,
-        patient: session.patient,
-        grantedAt: now,
-        ...(session.name === undefined ? {} : { grantorName: session.name }),
-        organizationName: opts.organizationName,
-        policyUri: 'urn:ncpeh:policy:cross-border-patient-summary',
-      });
-      const stored = await opts.consents.create(session.patientKey, terms, resource);
+      const stored = await opts.consents.grant(session, terms, { grantedAt: now, ourCountry: opts.ourCountry });
       await opts.onChange?.({ action: 'create', session, consent: stored, requestId: request.id });
       return reply.code(201).send(view(stored));
     },

@@ -8,8 +8,8 @@
 import { SIGNED_OUT_SCOPE } from '../identity/routes.js';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { toFhirConsent, validateConsentInput } from '../consent/model.js';
-import { newConsentId, type StoredConsent } from '../consent/repository.js';
+import { validateConsentInput } from '../consent/model.js';
+import type { StoredConsent } from '../consent/repository.js';
 import { GatewayError, isGatewayError } from '../http/errors.js';
 import { SESSION_COOKIE, type CitizenSession } from '../identity/citizen-session.js';
 import { requireCitizen } from '../identity/guards.js';
@@ -26,7 +26,6 @@ const LangQuery = z.object({ lang: z.string().max(8).optional() }).loose();
 const ConsentParams = z.object({ id: z.string().min(1).max(64) });
 
 /** Policy URI the portal's consents name, as the consent API does. */
-const POLICY_URI = 'urn:ncpeh:policy:cross-border-patient-summary';
 
 function formOf(body: unknown): FormBody {
   if (!isFormBody(body)) throw new GatewayError('request.unsupported-media-type');
@@ -163,16 +162,7 @@ export function registerCitizenPages(app: PortalApp, ctx: PortalContext): void {
       if (!isGatewayError(e) || e.code !== 'consent.invalid') throw e;
       return ctx.sendPage(reply, 422, await consentsPage(lang, { session, csrf }, state, problemsOf(e, MESSAGES[lang]), undefined));
     }
-    const id = newConsentId();
-    const resource = toFhirConsent(terms, {
-      id,
-      patient: session.patient,
-      grantedAt: now,
-      ...(session.name === undefined ? {} : { grantorName: session.name }),
-      organizationName: `National Contact Point for eHealth ${opts.config.country}`,
-      policyUri: POLICY_URI,
-    });
-    const stored = await opts.services.consents.create(session.patientKey, terms, resource);
+    const stored = await opts.services.consents.grant(session, terms, { grantedAt: now, ourCountry: opts.config.country });
     await recordChange('create', session, stored, request.id);
     return reply.redirect(url(PORTAL_PATH, { lang, notice: 'created' }), 303);
   });
