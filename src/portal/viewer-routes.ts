@@ -99,6 +99,15 @@ export function registerViewerPages(app: PortalApp, ctx: PortalContext): void {
     return { token, assertion: await verifyViewerAssertion(deps, token) };
   };
 
+  /** Rules every state-changing viewer request of a signed-in professional passes before it does anything. */
+  const checkPost = async (request: FastifyRequest): Promise<{ hcp: { token: string; assertion: HcpAssertion }; form: FormBody; csrf: string }> => {
+    checkSameOrigin(request, ownOrigin(request, opts.config.api.publicUrl));
+    const hcp = await requireViewerHcp(request);
+    const form = formOf(request.body);
+    checkCsrfToken(ctx.csrfKey, 'viewer', hcp.token, field(form, 'csrf'));
+    return { hcp, form, csrf: csrfToken(ctx.csrfKey, 'viewer', hcp.token) };
+  };
+
   const signInPage = (reply: FastifyReply, request: FastifyRequest, lang: Lang, status: number, failed: boolean, personId: string): FastifyReply => {
     let nonce = request.cookies[VIEWER_NONCE_COOKIE];
     if (nonce === undefined || !/^[A-Za-z0-9_-]{43}$/.test(nonce)) {
@@ -158,11 +167,7 @@ export function registerViewerPages(app: PortalApp, ctx: PortalContext): void {
   app.post(`${VIEWER_PATH}/identify`, { schema: { hide: true, querystring: LangQuery } }, async (request, reply) => {
     const lang = ctx.viewerLang(request);
     const m = MESSAGES[lang];
-    checkSameOrigin(request, ownOrigin(request, opts.config.api.publicUrl));
-    const hcp = await requireViewerHcp(request);
-    const form = formOf(request.body);
-    const csrf = csrfToken(ctx.csrfKey, 'viewer', hcp.token);
-    checkCsrfToken(ctx.csrfKey, 'viewer', hcp.token, field(form, 'csrf'));
+    const { hcp, form, csrf } = await checkPost(request);
     const country = field(form, 'country') ?? '';
     const mask = masks().find((x) => x.country === country);
     if (mask === undefined) throw new GatewayError('peer.unknown-country', country.slice(0, 2));
@@ -207,11 +212,7 @@ export function registerViewerPages(app: PortalApp, ctx: PortalContext): void {
   app.post(`${VIEWER_PATH}/patients/:country/:ref/notes`, { schema: { hide: true, params: SummaryParams, querystring: LangQuery } }, async (request, reply) => {
     const lang = ctx.viewerLang(request);
     const m = MESSAGES[lang];
-    checkSameOrigin(request, ownOrigin(request, opts.config.api.publicUrl));
-    const hcp = await requireViewerHcp(request);
-    const form = formOf(request.body);
-    const csrf = csrfToken(ctx.csrfKey, 'viewer', hcp.token);
-    checkCsrfToken(ctx.csrfKey, 'viewer', hcp.token, field(form, 'csrf'));
+    const { hcp, form, csrf } = await checkPost(request);
     const { country, ref } = request.params;
     const key = IdempotencyKey.safeParse(field(form, 'idempotencyKey'));
     if (!key.success) throw new GatewayError('request.invalid', 'idempotencyKey');
