@@ -24,6 +24,7 @@ import {
   multipleMatches,
   normalizeOperationOutcome,
   notFound,
+  Operator,
   parseSearchRequest,
   toTypedValue,
   type Filter,
@@ -107,13 +108,67 @@ export class NationalRepository extends MemoryRepository {
     }
   }
 
+  /**
+   * `identifier` token (system|value, lower-cased) -> ids of the resources that carried it when
+   * written. MemoryRepository.search evaluates FHIRPath on every resource of the type, so each
+   * conditional create (two searches per entry in a transaction) grew with the store: about 60 ms
+   * per delivered submission at the seed and 600 ms after 200 (bench/README.md, step 5). Entries
+   * are only candidates: every hit is re-checked with Medplum's own matcher, so an entry left stale
+   * by a delete or an update is harmless. Complete, because every write goes through createResource
+   * (MemoryRepository's update and patch call it) or through rollback, which indexes what it restores.
+   */
+  private readonly byIdentifier = new Map<string, Set<string>>();
+
+  override clear(): void {
+    super.clear();
+    this.byIdentifier.clear();
+  }
+
   override async createResource<T extends Resource>(resource: T): Promise<WithId<T>> {
     if (resource.id !== undefined) await this.remember(resource.resourceType, resource.id);
     const result = await super.createResource(resource);
+    this.index(result);
     if (this.journal !== undefined && !this.journal.has(`${result.resourceType}/${result.id}`)) {
       this.journal.set(`${result.resourceType}/${result.id}`, undefined);
     }
     return result;
+  }
+
+  private index(resource: Resource): void {
+    if (resource.id === undefined) return;
+    const raw: unknown = (resource as { identifier?: unknown }).identifier;
+    for (const identifier of Array.isArray(raw) ? raw : [raw]) {
+      if (typeof identifier !== 'object' || identifier === null) continue;
+      const { system, value } = identifier as Identifier;
+      if (typeof system !== 'string' || typeof value !== 'string') continue;
+      const key = identifierIndexKey(resource.resourceType, system, value);
+      let ids = this.byIdentifier.get(key);
+      if (ids === undefined) this.byIdentifier.set(key, (ids = new Set()));
+      ids.add(resource.id);
+    }
+  }
+
+  /**
+   * A search that is exactly one `identifier=system|value` (no modifier, no escapes, no OR list,
+   * no sort or includes), answered from the index; undefined when the request is anything else.
+   */
+  private async searchByIdentifier<T extends Resource>(request: SearchRequest<T>): Promise<Bundle<WithId<T>> | undefined> {
+    const { resourceType, filters, sortRules, include, revInclude, offset, count, ...rest } = request;
+    const filter = filters?.length === 1 ? filters[0] : undefined;
+    if (filter === undefined || filter.code !== 'identifier' || filter.operator !== Operator.EQUALS) return undefined;
+    if ((sortRules?.length ?? 0) > 0 || include !== undefined || revInclude !== undefined) return undefined;
+    if (Object.values(rest).some((v) => v !== undefined)) return undefined;
+    const bar = filter.value.indexOf('|');
+    if (bar <= 0 || bar === filter.value.length - 1 || /[\\,]/.test(filter.value) || filter.value.indexOf('|', bar + 1) !== -1) return undefined;
+    const key = identifierIndexKey(resourceType, filter.value.slice(0, bar), filter.value.slice(bar + 1));
+    const matches: WithId<T>[] = [];
+    for (const id of this.byIdentifier.get(key) ?? []) {
+      const resource = await this.readResource<WithId<T>>(resourceType, id).catch(() => undefined);
+      if (resource !== undefined && matchesSearchRequest(resource, { resourceType, filters: [filter] })) matches.push(resource);
+    }
+    const start = offset ?? 0;
+    const page = matches.slice(start, count === undefined ? undefined : start + count);
+    return { resourceType: 'Bundle', type: 'searchset', ...(page.length > 0 ? { entry: page.map((resource) => ({ resource })) } : {}), total: matches.length };
   }
 
   override async deleteResource(resourceType: string, id: string): Promise<void> {
@@ -137,7 +192,7 @@ export class NationalRepository extends MemoryRepository {
         await super.deleteResource(resourceType, id).catch(() => undefined);
       } else {
         // createResource keeps the prior id, versionId and lastUpdated: the old version is back.
-        await super.createResource(prior);
+        this.index(await super.createResource(prior));
       }
     }
   }
@@ -150,7 +205,7 @@ export class NationalRepository extends MemoryRepository {
     const { filters, offset, count, include, revInclude, ...rest } = request;
     const chained = (filters ?? []).filter((f) => isChained(f.code));
     if (chained.length === 0 && include === undefined && revInclude === undefined) {
-      return super.search(request);
+      return (await this.searchByIdentifier(request)) ?? super.search(request);
     }
     const plain = (filters ?? []).filter((f) => !isChained(f.code));
     const base = await super.search<T>({ ...rest, ...(plain.length > 0 ? { filters: plain } : {}) });
@@ -228,6 +283,10 @@ export class NationalRepository extends MemoryRepository {
     }
     return found;
   }
+}
+
+function identifierIndexKey(resourceType: string, system: string, value: string): string {
+  return `${resourceType}\u0000${system.toLowerCase()}\u0000${value.toLowerCase()}`;
 }
 
 function isChained(code: string): boolean {

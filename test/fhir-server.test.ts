@@ -3,7 +3,9 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import type { Bundle, BundleEntry, CapabilityStatement, Composition, Condition, Organization, Patient, PractitionerRole, Resource } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, CapabilityStatement, Composition, Condition, Observation, Organization, Patient, PractitionerRole, Resource } from '@medplum/fhirtypes';
+import { parseSearchRequest } from '@medplum/core';
+import { MemoryRepository } from '@medplum/fhir-router';
 import { Client, type FhirResource } from 'fhir-kit-client';
 import { startFhirServer, type RunningFhirServer } from '../sandbox/fhir-server.js';
 import {
@@ -287,6 +289,60 @@ describe('national FHIR server (DK seed)', () => {
     await rejectsWith(fhir.transaction(body), 400);
     assert.equal(await count('DocumentReference', { identifier: 'urn:ncpeh:message-id|msg-broken' }), 0);
     assert.equal(await count('Observation', { identifier: 'urn:ncpeh:message-id|msg-broken-obs-0' }), 0);
+  });
+
+  test('identifier searches follow updates, deletes and rolled-back transactions', async () => {
+    const system = 'urn:ncpeh:test-identifier';
+    const created = await fhir.create<Patient>({ resourceType: 'Patient', identifier: [{ system, value: 'before' }] });
+    const ids = async (value: string): Promise<string[]> => resources(await fhir.search('Patient', { identifier: `${system}|${value}` })).map((r) => r.id!);
+    assert.deepEqual(await ids('before'), [created.id]);
+    // Token values match case-insensitively in Medplum's matcher; the index must agree.
+    assert.deepEqual(await ids('BEFORE'), resources(await fhir.search('Patient', { identifier: `${system}|BEFORE`, _count: '10' })).map((r) => r.id!));
+
+    await fhir.update({ ...created, identifier: [{ system, value: 'after' }] });
+    assert.deepEqual(await ids('before'), [], 'the old identifier no longer finds it');
+    assert.deepEqual(await ids('after'), [created.id]);
+
+    // A transaction that changes the identifier and then fails puts the old version back, findable.
+    const failing: Bundle = {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        { resource: { ...created, identifier: [{ system, value: 'during' }] }, request: { method: 'PUT', url: `Patient/${created.id}` } },
+        { resource: { resourceType: 'Patient', id: 'x' }, request: { method: 'PUT', url: 'Observation/x' } },
+      ],
+    };
+    await rejectsWith(fhir.transaction(failing), 400);
+    assert.deepEqual(await ids('during'), []);
+    assert.deepEqual(await ids('after'), [created.id]);
+
+    await fhir.delete('Patient', created.id);
+    assert.deepEqual(await ids('after'), []);
+  });
+
+  test('identifier searches from the index give what a full scan of the store gives', async () => {
+    const system = 'urn:ncpeh:scan-check';
+    for (let i = 0; i < 6; i++) {
+      await fhir.create<Observation>({
+        resourceType: 'Observation',
+        status: 'final',
+        code: { text: 'check' },
+        identifier: [{ system, value: `v${i % 3}` }, ...(i % 2 === 0 ? [{ system: `${system}-other`, value: `v${i}` }] : [])],
+      });
+    }
+    const fullScan = MemoryRepository.prototype.search.bind(server.repo);
+    for (const query of [`${system}|v0`, `${system}|V1`, `${system}|v2`, `${system}|v9`, `${system}-other|v4`, `${system}|`, `|v0`, 'v0', `${system}|v0,${system}|v1`]) {
+      for (const extra of [{}, { _count: '1' }, { _count: '1', _offset: '1' }]) {
+        const request = parseSearchRequest('Observation', { identifier: query, ...extra });
+        const indexed = await server.repo.search(request);
+        const scanned = await fullScan(request);
+        assert.deepEqual(
+          { total: indexed.total, ids: (indexed.entry ?? []).map((e) => e.resource?.id) },
+          { total: scanned.total, ids: (scanned.entry ?? []).map((e) => e.resource?.id) },
+          `identifier=${query} ${JSON.stringify(extra)}`,
+        );
+      }
+    }
   });
 
   test('rejects malformed JSON with 400 OperationOutcome', async () => {
