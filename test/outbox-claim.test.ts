@@ -1,0 +1,136 @@
+// The outbox's claim: the oldest undelivered submission per patient, due and not leased, never one
+// row twice, on both storage adapters.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Db } from '../src/storage/db.js';
+import { generateDataKeyFile, loadDataKeys, type DataKeys } from '../src/outbox/data-keys.js';
+import { SubmissionStore } from '../src/outbox/outbox.js';
+import { openTestDb, testAdapters } from './helpers/db.js';
+
+const LEASE = 60;
+
+for (const adapter of testAdapters()) {
+  describe(`outbox claim (${adapter})`, () => {
+    let dir: string;
+    let keys: DataKeys;
+    let db: Db;
+    let store: SubmissionStore;
+    let n = 0;
+
+    before(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'ncpeh-claim-'));
+      await generateDataKeyFile(join(dir, 'data.key'));
+      keys = await loadDataKeys([{ id: 'k1', file: join(dir, 'data.key') }]);
+    });
+    after(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    async function fresh(): Promise<void> {
+      await db?.close();
+      db = await openTestDb({ adapter });
+      store = new SubmissionStore(db, keys);
+    }
+
+    /** A queued submission for `patient` whose submission time is `minute` minutes into the hour. */
+    async function submit(patient: string, minute: number, country = 'DK'): Promise<string> {
+      n += 1;
+      const { view } = await store.submit({
+        clientId: 'ehr',
+        idempotencyKey: `key-${n}`,
+        bodyHash: `hash-${n}`,
+        country,
+        patientRef: patient,
+        hcpSubject: 'hcp',
+        hcpToken: 'token',
+        bundle: { resourceType: 'Bundle', type: 'collection' },
+      });
+      await db.query(`UPDATE submissions SET submitted_at = '2026-11-24T10:00:00Z'::timestamptz + make_interval(mins => $2) WHERE tracking_id = $1`, [view.trackingId, minute]);
+      return view.trackingId;
+    }
+
+    async function claimIds(limit = 10, skip: string[] = []): Promise<string[]> {
+      return (await store.claim(limit, LEASE, skip)).map((r) => r.tracking_id).sort();
+    }
+
+    after(async () => {
+      await db?.close();
+    });
+
+    test('only the oldest undelivered submission of each patient is claimed, and then leased', async () => {
+      await fresh();
+      const a1 = await submit('A', 1);
+      const a2 = await submit('A', 2);
+      const a3 = await submit('A', 3);
+      const b1 = await submit('B', 5);
+      const es1 = await submit('A', 0, 'ES');
+      // The same patient reference in another country is another patient.
+      assert.deepEqual(await claimIds(), [a1, b1, es1].sort());
+      assert.deepEqual(await claimIds(), [], 'leased rows are not claimed again');
+
+      await store.markDelivered(a1, 'receipt');
+      assert.deepEqual(await claimIds(), [a2]);
+      await store.markDelivered(a2, 'receipt');
+      assert.deepEqual(await claimIds(), [a3]);
+    });
+
+    test('a head waiting for its retry holds back the patient; a dead letter does not', async () => {
+      await fresh();
+      const a1 = await submit('A', 1);
+      const a2 = await submit('A', 2);
+      const b1 = await submit('B', 3);
+      assert.deepEqual(await claimIds(), [a1, b1].sort());
+      await store.markRetry(a1, 3600, 'peer down');
+      await store.markDelivered(b1, 'receipt');
+      assert.deepEqual(await claimIds(), [], 'a2 must wait for a1');
+      await store.markFailed(a1, 'refused');
+      assert.deepEqual(await claimIds(), [a2]);
+    });
+
+    test('an expired lease is claimed again; skipped countries and the limit are respected', async () => {
+      await fresh();
+      const a1 = await submit('A', 1);
+      const b1 = await submit('B', 2);
+      const c1 = await submit('C', 3);
+      const es = await submit('A', 4, 'ES');
+      assert.deepEqual(await claimIds(2, ['ES']), [a1, b1].sort(), 'oldest first, at most the limit');
+      assert.deepEqual(await claimIds(10, ['ES']), [c1]);
+      await db.query(`UPDATE submissions SET lease_until = now() - interval '1 second' WHERE tracking_id = $1`, [a1]);
+      const again = await store.claim(10, LEASE, ['ES']);
+      assert.deepEqual(
+        again.map((r) => [r.tracking_id, Number(r.attempts)]),
+        [[a1, 2]],
+      );
+      assert.deepEqual(await claimIds(), [es]);
+    });
+
+    test('concurrent claims never hand out one row twice, nor two rows of one patient', async () => {
+      await fresh();
+      const patients = ['P1', 'P2', 'P3', 'P4', 'P5'];
+      const order = new Map<string, string[]>();
+      for (let minute = 0; minute < 40; minute++) {
+        const patient = patients[minute % patients.length] ?? 'P1';
+        const id = await submit(patient, minute);
+        order.set(patient, [...(order.get(patient) ?? []), id]);
+      }
+      const delivered = new Map<string, string[]>();
+      const patientOf = new Map([...order].flatMap(([p, ids]) => ids.map((id) => [id, p] as const)));
+      for (let round = 0; round < 40 && [...delivered.values()].flat().length < 40; round++) {
+        const batches = await Promise.all([store.claim(3, LEASE, []), store.claim(3, LEASE, []), store.claim(3, LEASE, [])]);
+        const ids = batches.flat().map((r) => r.tracking_id);
+        assert.equal(new Set(ids).size, ids.length, 'a row was claimed twice');
+        const perPatient = ids.map((id) => patientOf.get(id));
+        assert.equal(new Set(perPatient).size, perPatient.length, 'two rows of one patient were out at once');
+        for (const id of ids) {
+          const patient = patientOf.get(id) ?? '';
+          delivered.set(patient, [...(delivered.get(patient) ?? []), id]);
+          await store.markDelivered(id, 'receipt');
+        }
+      }
+      assert.deepEqual(Object.fromEntries(delivered), Object.fromEntries(order), 'every patient in submission order');
+    });
+  });
+}
