@@ -117,11 +117,12 @@ export class SubmissionStore {
    * circuit is open, and only the oldest undelivered one per patient reference, so a patient's
    * documents arrive in the order they were submitted.
    *
-   * "Oldest undelivered per patient" is one pass over the undelivered rows (DISTINCT ON), not a
-   * per-row search for an older one: with a backlog of n rows for one patient, the latter cost
-   * O(n^2) per claim (1,800 queued rows: 330 ms against 1 ms; bench/README.md, step 5). The due and
-   * lease conditions are on the locked row itself, so PostgreSQL re-checks them against its newest
-   * version when another replica leased it in the meantime (READ COMMITTED re-evaluation).
+   * "Oldest undelivered per patient" is one pass over the undelivered rows (DISTINCT ON), computed
+   * once (an ARRAY InitPlan, so no join order can re-run it per row), not a per-row search for an
+   * older one: with a backlog of n rows for one patient, the latter cost O(n^2) per claim (1,800
+   * queued rows: 330 ms against about 1 ms; bench/README.md, step 5). The due and lease conditions
+   * are on the locked row itself, so PostgreSQL re-checks them against its newest version when
+   * another replica leased it in the meantime (READ COMMITTED re-evaluation).
    */
   async claim(limit: number, leaseSeconds: number, skipCountries: readonly string[]): Promise<Row[]> {
     // One statement is one transaction: the rows it locks (SKIP LOCKED) are leased when it commits.
@@ -129,12 +130,13 @@ export class SubmissionStore {
       `UPDATE submissions s SET status = 'delivering', lease_until = now() + make_interval(secs => $2), attempts = s.attempts + 1
         WHERE s.tracking_id IN (
           SELECT o.tracking_id
-            FROM (SELECT DISTINCT ON (country, patient_ref) tracking_id
-                    FROM submissions
-                   WHERE status IN ('queued', 'delivering')
-                   ORDER BY country, patient_ref, submitted_at, tracking_id) head
-            JOIN submissions o ON o.tracking_id = head.tracking_id
-           WHERE o.status IN ('queued', 'delivering')
+            FROM submissions o
+           WHERE o.tracking_id = ANY (ARRAY(
+                   SELECT DISTINCT ON (country, patient_ref) tracking_id
+                     FROM submissions
+                    WHERE status IN ('queued', 'delivering')
+                    ORDER BY country, patient_ref, submitted_at, tracking_id))
+             AND o.status IN ('queued', 'delivering')
              AND o.next_attempt_at <= now()
              AND (o.lease_until IS NULL OR o.lease_until < now())
              AND NOT (o.country = ANY($3::text[]))
