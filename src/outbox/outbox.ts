@@ -46,7 +46,7 @@ type Row = {
   delivered_at: Date | string | null;
 };
 
-function view(r: Row): SubmissionView {
+function view(r: ViewRow): SubmissionView {
   return {
     trackingId: r.tracking_id,
     status: r.status,
@@ -60,6 +60,10 @@ function view(r: Row): SubmissionView {
 }
 
 const aadOf = (trackingId: string): string => `ncpeh-submission:${trackingId}`;
+
+/** What `view` and the idempotency check read: not the sealed payload, which only delivery needs. */
+const VIEW_COLUMNS = 'tracking_id, body_hash, status, country, submitted_at, attempts, delivered_at, receipt_jws, last_error';
+type ViewRow = Pick<Row, 'tracking_id' | 'body_hash' | 'status' | 'country' | 'submitted_at' | 'attempts' | 'delivered_at' | 'receipt_jws' | 'last_error'>;
 
 export class SubmissionStore {
   readonly #db: Db;
@@ -87,16 +91,16 @@ export class SubmissionStore {
   }): Promise<{ view: SubmissionView; created: boolean }> {
     const trackingId = randomUUID();
     const { keyId, sealed } = this.#keys.encrypt(Buffer.from(JSON.stringify({ bundle: input.bundle, hcp: input.hcpToken }), 'utf8'), aadOf(trackingId));
-    const inserted = await this.#db.query<Row>(
+    const inserted = await this.#db.query<ViewRow>(
       `INSERT INTO submissions (tracking_id, client_id, idempotency_key, body_hash, country, patient_ref, hcp_subject, key_id, payload, status)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued')
        ON CONFLICT (client_id, idempotency_key) DO NOTHING
-       RETURNING *`,
+       RETURNING ${VIEW_COLUMNS}`,
       [trackingId, input.clientId, input.idempotencyKey, input.bodyHash, input.country, input.patientRef, input.hcpSubject, keyId, sealed],
     );
     const row = inserted.rows[0];
     if (row !== undefined) return { view: view(row), created: true };
-    const existing = await this.#db.query<Row>('SELECT * FROM submissions WHERE client_id = $1 AND idempotency_key = $2', [input.clientId, input.idempotencyKey]);
+    const existing = await this.#db.query<ViewRow>(`SELECT ${VIEW_COLUMNS} FROM submissions WHERE client_id = $1 AND idempotency_key = $2`, [input.clientId, input.idempotencyKey]);
     const original = existing.rows[0];
     if (original === undefined) throw new GatewayError('storage.unavailable', 'idempotency row vanished', { retryAfter: 1 });
     if (original.body_hash !== input.bodyHash) throw new GatewayError('submission.idempotency-conflict');
@@ -106,7 +110,7 @@ export class SubmissionStore {
   /** Only the submitting client may read a submission; anyone else gets "no such submission". */
   async status(trackingId: string, clientId: string): Promise<SubmissionView> {
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(trackingId)) throw new GatewayError('submission.not-found');
-    const { rows } = await this.#db.query<Row>('SELECT * FROM submissions WHERE tracking_id = $1 AND client_id = $2', [trackingId, clientId]);
+    const { rows } = await this.#db.query<ViewRow>(`SELECT ${VIEW_COLUMNS} FROM submissions WHERE tracking_id = $1 AND client_id = $2`, [trackingId, clientId]);
     const row = rows[0];
     if (row === undefined) throw new GatewayError('submission.not-found');
     return view(row);
