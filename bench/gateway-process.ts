@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { log, procSample, REPO_DIR, type ProcSample } from './lib.js';
+import { PERF_NODE_ARGS } from './perf-profile.js';
 
 /**
  * Outside the repository (so lint and git never see it); buildGateway links package.json, migrations/ and
@@ -42,6 +43,8 @@ export interface StartOptions {
   /** `{ DATABASE_URL }` for PostgreSQL or `{ NCPEH_DATA_DIR }` for PGlite. */
   readonly storageEnv: Record<string, string>;
   readonly cpuProfDir?: string;
+  /** Node writes /tmp/perf-<pid>.map so that `perf` can name JavaScript functions (perf-profile.ts). */
+  readonly perfMap?: boolean;
   readonly timeoutMs?: number;
 }
 
@@ -50,7 +53,7 @@ export async function startGatewayProcess(opts: StartOptions): Promise<GatewayPr
   if (opts.storageEnv['DATABASE_URL'] === undefined) delete env['DATABASE_URL'];
   // BENCH_GATEWAY_NODE_ARGS: extra node flags for the gateways only (e.g. V8 heap sizing), to compare.
   const extra = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-  const nodeArgs = [...extra, ...(opts.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir])];
+  const nodeArgs = [...extra, ...(opts.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir]), ...(opts.perfMap === true ? PERF_NODE_ARGS : [])];
   const t0 = process.hrtime.bigint();
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--config', opts.configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lastLines: string[] = [];

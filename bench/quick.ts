@@ -10,6 +10,7 @@ import { installDocument, loadPhases, prepareCrossBorder, type Sampler, type Tar
 import { buildGateway, BUILD_DIR } from './gateway-process.js';
 import { buildBenchIps } from './ips.js';
 import { autocannon, log, procSample, round } from './lib.js';
+import { perfAvailable, recordPerf, summarisePerf, type OnCpuSummary } from './perf-profile.js';
 import { summariseDir } from './profile.js';
 import { runSubmissions } from './submissions.js';
 import { BenchDatabase, startBenchWorld, type BenchWorld } from './world.js';
@@ -17,6 +18,8 @@ import { BenchDatabase, startBenchWorld, type BenchWorld } from './world.js';
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? '10');
 /** BENCH_PROFILE=1: the gateways run with --cpu-prof and their hot spots are printed at the end. */
 const PROFILE = process.env['BENCH_PROFILE'] === '1';
+/** BENCH_PERF=1: on-CPU profiles of both gateways with Linux perf during the load (perf-profile.ts). */
+const PERF = process.env['BENCH_PERF'] === '1';
 /** BENCH_MODE=submissions: step 5 instead of step 3. */
 const MODE = process.env['BENCH_MODE'] ?? 'fetch';
 
@@ -30,7 +33,8 @@ async function main(): Promise<void> {
     world = await startBenchWorld(db);
     await installDocument(world, ips.bundle);
     const profDir = PROFILE ? mkdtempSync(join(tmpdir(), 'ncpeh-quick-prof-')) : undefined;
-    await world.startGateways('pg', profDir === undefined ? {} : { cpuProfDir: profDir });
+    if (PERF && !perfAvailable()) throw new Error('BENCH_PERF=1 needs Linux perf (Debian package linux-perf)');
+    await world.startGateways('pg', { ...(profDir === undefined ? {} : { cpuProfDir: profDir }), perfMap: PERF });
     const w = world;
     const sample: Sampler = () => {
       const dk = w.dk.gateway;
@@ -43,7 +47,9 @@ async function main(): Promise<void> {
       const runs = await runSubmissions({ esApiUrl: world.es.apiUrl, token: target.token, ref: target.ref, sample, durationS: 6 });
       process.stdout.write(`${JSON.stringify(runs, null, 2)}\n`);
     } else {
+      const perf = PERF ? startPerfOnGateways(w) : undefined;
       await fetchPhase(target, sample);
+      if (perf !== undefined) process.stdout.write(`${JSON.stringify(await perf(), null, 1)}\n`);
       process.stdout.write(`${JSON.stringify(await memoryBreakdown(world))}\n`);
       // BENCH_HEAPSNAPSHOT=1 (with BENCH_GATEWAY_NODE_ARGS=--heapsnapshot-signal=SIGUSR2): the DK
       // gateway writes a heap snapshot, taken after a full GC, into the current directory.
@@ -62,6 +68,26 @@ async function main(): Promise<void> {
     await db.drop().catch((e: unknown) => log(`drop database failed: ${String(e)}`));
     rmSync(BUILD_DIR, { recursive: true, force: true });
   }
+}
+
+/** perf on both gateways from now until the returned function is called; then their summaries. */
+function startPerfOnGateways(world: BenchWorld): () => Promise<Record<string, OnCpuSummary>> {
+  const dir = mkdtempSync(join(tmpdir(), 'ncpeh-quick-perf-'));
+  const runs = [world.es, world.dk].map((cw) => {
+    const pid = cw.gateway?.pid;
+    if (pid === undefined) throw new Error('gateways not running');
+    const file = join(dir, `${cw.country}.data`);
+    return { country: cw.country, pid, file, recording: recordPerf(pid, file) };
+  });
+  return async () => {
+    const out: Record<string, OnCpuSummary> = {};
+    for (const r of runs) {
+      await r.recording.stop();
+      out[r.country] = summarisePerf(r.file, r.pid);
+    }
+    rmSync(dir, { recursive: true, force: true });
+    return out;
+  };
 }
 
 /** Heap, external and resident memory as each gateway reports them (prom-client default metrics). */

@@ -18,6 +18,7 @@ import { runSubmissions, type SubmissionRun } from './submissions.js';
 import { buildGateway, BUILD_DIR } from './gateway-process.js';
 import { buildBenchIps, type BenchIps } from './ips.js';
 import { autocannon, log, micro, procSample, REPO_DIR, RESULTS_DIR, round, writeResult } from './lib.js';
+import { perfAvailable, recordPerf, summarisePerf, type OnCpuSummary } from './perf-profile.js';
 import { profileInProcess, summariseDir, type ProfileSummary } from './profile.js';
 import { runStartup } from './startup.js';
 import { BenchDatabase, startBenchWorld, type BenchWorld } from './world.js';
@@ -155,19 +156,28 @@ async function main(): Promise<void> {
     const peakLite = samplerFor(world)();
     await world.stopGateways();
 
-    log('profiling the gateways under load (--cpu-prof, PostgreSQL, 10 connections)');
+    const withPerf = perfAvailable();
+    log(`profiling the gateways under load (--cpu-prof${withPerf ? ' and perf' : ''}, PostgreSQL, 10 connections)`);
     const before = new Set(readdirSync(RESULTS_DIR));
-    await world.startGateways('pg', { cpuProfDir: RESULTS_DIR, freshSchemas: false });
+    await world.startGateways('pg', { cpuProfDir: RESULTS_DIR, perfMap: withPerf, freshSchemas: false });
     const targetProf = await prepareCrossBorder(world, ips.sectionCodes);
     const gwPids = { ES: world.es.gateway?.pid, DK: world.dk.gateway?.pid };
+    const recordings = withPerf
+      ? Object.entries(gwPids).flatMap(([gateway, pid]) => (pid === undefined ? [] : [{ gateway, pid, file: join(RESULTS_DIR, `${gateway}.perf.data`) }])).map((r) => ({ ...r, recording: recordPerf(r.pid, r.file) }))
+      : [];
     const profLoad = await autocannon({ url: targetProf.url, headers: targetProf.headers, connections: 10, durationS: LOAD_S });
+    const onCpu: Record<string, OnCpuSummary> = {};
+    for (const r of recordings) {
+      await r.recording.stop();
+      onCpu[r.gateway] = summarisePerf(r.file, r.pid);
+    }
     await world.stopGateways();
     const gatewayProfiles = (await summariseDir(RESULTS_DIR, before)).map((p) => ({
       ...p,
       gateway: Object.entries(gwPids).find(([, pid]) => pid !== undefined && p.file.includes(`.${pid}.`))?.[0] ?? 'unknown',
       requests: profLoad.requests,
     }));
-    await writeResult('profiles', { load: profLoad, gateways: gatewayProfiles });
+    await writeResult('profiles', { load: profLoad, gateways: gatewayProfiles, onCpu: withPerf ? onCpu : 'not measured: Linux perf is not installed' });
 
     await writeResult('e2e', { target: { bytes: target.bytes, entries: target.entries }, idle, postgres: e2e, peakPostgres: peakPg, pglite: e2eLite, peakPglite: peakLite });
     await writeResult('direct', { target: { bytes: direct.bytes, entries: direct.entries }, phases: directPhases });

@@ -22,7 +22,20 @@ export interface SubmissionRun {
   readonly delivered: number;
   readonly notDeliveredInTime: number;
   readonly deliveryLagMs: { p50: number; p99: number; max: number } | null;
+  /** CPU of each process while the load ran (acceptance, plus whatever delivery ran meanwhile), per accepted submission. */
   readonly cpuMsPerSubmission: Record<string, number>;
+  /** Submissions not yet delivered when the load stopped (from the ES gateway's delivery counter). */
+  readonly backlogAfterLoad: number;
+  /** Deliveries per second while the bounded wait that follows the load lasted: the outbox's drain rate. */
+  readonly deliveredPerSecAfterLoad: number;
+}
+
+/** The ES gateway's count of completed deliveries (ncpeh_outbox_deliveries_total, all peers). */
+async function deliveriesSoFar(esApiUrl: string): Promise<number> {
+  const text = await (await fetch(`${esApiUrl}/metrics`)).text();
+  let total = 0;
+  for (const m of text.matchAll(/^ncpeh_outbox_deliveries_total(?:\{[^}]*\})? (\S+)$/gm)) total += Number(m[1]);
+  return total;
 }
 
 interface LoadOut {
@@ -91,9 +104,13 @@ export async function runSubmissions(opts: {
     const connections = phase === 'paced' ? 5 : 20;
     log(`submissions: ${phase}${rate === undefined ? '' : ` (${rate}/s)`}`);
     const before = opts.sample();
+    const deliveredBefore = await deliveriesSoFar(opts.esApiUrl);
     const out = await load({ url, token: opts.token, body: readingsBundle(opts.ref, 93), connections, durationS: opts.durationS, maxRequests: 20_000, ...(rate === undefined ? {} : { rate }) }, opts.durationS);
-    const { lags: l, missing } = await lags(statusBase, opts.token, out.trackingIds, 20);
     const after = opts.sample();
+    const loadEnded = Date.now();
+    const deliveredAtEnd = await deliveriesSoFar(opts.esApiUrl);
+    const { lags: l, missing } = await lags(statusBase, opts.token, out.trackingIds, 20);
+    const drainPerSec = ((await deliveriesSoFar(opts.esApiUrl)) - deliveredAtEnd) / Math.max(0.001, (Date.now() - loadEnded) / 1000);
     const cpu: Record<string, number> = {};
     for (const [k, s] of Object.entries(after)) cpu[k] = round((s.cpuMs - (before[k]?.cpuMs ?? 0)) / Math.max(1, out.trackingIds.length), 3);
     const p = (q: number): number => l[Math.min(l.length - 1, Math.floor((q / 100) * l.length))] ?? 0;
@@ -108,6 +125,8 @@ export async function runSubmissions(opts: {
       notDeliveredInTime: missing,
       deliveryLagMs: l.length === 0 ? null : { p50: p(50), p99: p(99), max: l[l.length - 1] ?? 0 },
       cpuMsPerSubmission: cpu,
+      backlogAfterLoad: out.trackingIds.length - (deliveredAtEnd - deliveredBefore),
+      deliveredPerSecAfterLoad: round(drainPerSec, 1),
     });
   }
   return runs;

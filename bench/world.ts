@@ -71,7 +71,7 @@ export interface BenchWorld {
   readonly dk: BenchCountry;
   readonly es: BenchCountry;
   /** Starts both gateways (DK first: ES's peer client needs it only at request time, but order is cheap). */
-  startGateways(storage: Storage, opts?: { cpuProfDir?: string; freshSchemas?: boolean }): Promise<void>;
+  startGateways(storage: Storage, opts?: { cpuProfDir?: string; perfMap?: boolean; freshSchemas?: boolean }): Promise<void>;
   stopGateways(): Promise<void>;
   hcpSignIn(country: Country, personId: string): Promise<string>;
   citizenSignIn(country: Country, personId: string): Promise<string>;
@@ -102,7 +102,12 @@ export async function startBenchWorld(db: BenchDatabase): Promise<BenchWorld> {
           storage === 'pg'
             ? { DATABASE_URL: opts.freshSchemas === false ? `${db.url}?options=${encodeURIComponent(`-c search_path=${lc}`)}` : await db.schemaUrl(lc) }
             : { NCPEH_DATA_DIR: join(dataRoot, lc) };
-        cw.gateway = await startGatewayProcess({ configFile: cw.configFile, storageEnv, ...(opts.cpuProfDir === undefined ? {} : { cpuProfDir: opts.cpuProfDir }) });
+        cw.gateway = await startGatewayProcess({
+          configFile: cw.configFile,
+          storageEnv,
+          ...(opts.cpuProfDir === undefined ? {} : { cpuProfDir: opts.cpuProfDir }),
+          ...(opts.perfMap === true ? { perfMap: true } : {}),
+        });
       }
     },
     async stopGateways() {
