@@ -8,7 +8,7 @@
  */
 import type { Bundle } from '@medplum/fhirtypes';
 import { ES_PRACTITIONERS, KENNETH } from '../sandbox/seed.js';
-import { autocannon, log, round, type LoadResult, type ProcSample } from './lib.js';
+import { autocannon, log, pacedLoad, round, type LoadResult, type ProcSample } from './lib.js';
 import type { BenchWorld } from './world.js';
 
 export interface Target {
@@ -76,7 +76,10 @@ async function checkTarget(url: string, headers: Record<string, string>): Promis
 export interface PhaseResult {
   readonly connections: number;
   readonly saturation: LoadResult;
+  /** At half the saturation rate, evenly paced (paced-load.ts): the latency of record. */
   readonly atHalf: LoadResult;
+  /** The same rate through autocannon -R, which sends each second's quota at once (for comparison). */
+  readonly atHalfBursts: LoadResult;
   /** ms of CPU per successful fetch during the saturation run, per process. */
   readonly cpuMsPerFetch: Record<string, number>;
   readonly rssMbAfter: Record<string, number>;
@@ -95,10 +98,13 @@ export async function loadPhases(name: string, target: Target, sample: Sampler, 
     const cpuMsPerFetch: Record<string, number> = {};
     for (const [k, s] of Object.entries(after)) cpuMsPerFetch[k] = round((s.cpuMs - (before[k]?.cpuMs ?? 0)) / ok, 3);
     log(`${name}: ${connections} connection(s), ${saturation.rps} req/s; now at 50%`);
-    const atHalf = await autocannon({ url: target.url, headers: target.headers, connections, durationS: opts.durationS, rate: saturation.rps / 2 });
+    // Latency at half load: evenly spaced requests (open loop). autocannon's -R is kept beside it,
+    // for comparison only: it sends each second's quota in a burst (paced-load.ts).
+    const atHalf = await pacedLoad({ url: target.url, headers: target.headers, connections, durationS: opts.durationS, rate: saturation.rps / 2 });
+    const atHalfBursts = await autocannon({ url: target.url, headers: target.headers, connections, durationS: opts.durationS, rate: saturation.rps / 2 });
     const rssMbAfter: Record<string, number> = {};
     for (const [k, s] of Object.entries(sample())) rssMbAfter[k] = s.rssMb;
-    results.push({ connections, saturation, atHalf, cpuMsPerFetch, rssMbAfter });
+    results.push({ connections, saturation, atHalf, atHalfBursts, cpuMsPerFetch, rssMbAfter });
   }
   return results;
 }

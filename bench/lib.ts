@@ -135,6 +135,22 @@ export async function autocannon(opts: { url: string; connections: number; durat
   };
 }
 
+/** An open-loop run at a fixed rate (paced-load.ts, in its own process), for latency at a given load. */
+export async function pacedLoad(opts: { url: string; connections: number; durationS: number; rate: number; headers?: Record<string, string> }): Promise<LoadResult> {
+  const args = JSON.stringify({ url: opts.url, headers: opts.headers ?? {}, connections: opts.connections, durationS: opts.durationS, rate: opts.rate });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, 'paced-load.ts'), args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const kill = setTimeout(() => child.kill('SIGKILL'), (opts.durationS + 30) * 1000);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  clearTimeout(kill);
+  const line = out.trim().split('\n').pop() ?? '';
+  if (code !== 0 || !line.startsWith('{')) throw new Error(`paced load failed (${String(code)}): ${err.slice(-500)}`);
+  return JSON.parse(line) as LoadResult;
+}
+
 export async function writeResult(name: string, data: unknown): Promise<string> {
   await mkdir(RESULTS_DIR, { recursive: true });
   const file = join(RESULTS_DIR, `${name}.json`);

@@ -119,6 +119,7 @@ async function fetchPhase(target: Target, sample: Sampler): Promise<void> {
         rps: phase.saturation.rps,
         errors: phase.saturation.errors + phase.saturation.non2xx,
         atHalf: phase.atHalf.latencyMs,
+        atHalfAutocannonBursts: phase.atHalfBursts.latencyMs,
         cpuMsPerFetch: { ...phase.cpuMsPerFetch, gateways: round(gw, 2) },
         peakRssMb: { ES: peak['ES gateway']?.hwmMb, DK: peak['DK gateway']?.hwmMb },
         bytes: target.bytes,
