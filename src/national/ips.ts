@@ -188,18 +188,38 @@ function push(map: Map<string, number[]>, key: string, value: number): void {
 /** Every `reference` string in `resource` (including contained resources and extensions), with its path. */
 export function collectReferences(resource: unknown, path: string): { reference: string; path: string }[] {
   const found: { reference: string; path: string }[] = [];
-  const walk = (node: unknown, at: string): void => {
+  // The path to the current node as keys and indices; turned into text only for a reference found
+  // (building a string for every node of a 50 KB document was most of this walk's cost).
+  const at: (string | number)[] = [];
+  const walk = (node: unknown): void => {
     if (Array.isArray(node)) {
-      node.forEach((item, i) => walk(item, `${at}[${i}]`));
+      for (let i = 0; i < node.length; i++) {
+        at.push(i);
+        walk(node[i]);
+        at.pop();
+      }
     } else if (isObject(node)) {
-      for (const [key, value] of Object.entries(node)) {
-        if (key === 'reference' && typeof value === 'string') found.push({ reference: value, path: `${at}.reference` });
-        else walk(value, `${at}.${key}`);
+      for (const key of Object.keys(node)) {
+        const value = node[key];
+        if (key === 'reference' && typeof value === 'string') {
+          found.push({ reference: value, path: `${path}${formatPath(at)}.reference` });
+        } else {
+          at.push(key);
+          walk(value);
+          at.pop();
+        }
       }
     }
   };
-  walk(resource, path);
+  walk(resource);
   return found;
+}
+
+/** `[2].code.coding[0]` from `[2, 'code', 'coding', 0]`. */
+function formatPath(parts: readonly (string | number)[]): string {
+  let out = '';
+  for (const part of parts) out += typeof part === 'number' ? `[${part}]` : `.${part}`;
+  return out;
 }
 
 /** The ids of `resource.contained[*]`, the only targets of `#id` references (R4 references.html#contained). */
@@ -518,21 +538,37 @@ function checkBounded(input: unknown): void {
   if (isObject(input) && Array.isArray(input['entry']) && input['entry'].length > IPS_LIMITS.maxEntries) {
     throw invalid('bounds', `the document has more than ${IPS_LIMITS.maxEntries} entries`, 'Bundle.entry');
   }
-  const stack: { node: unknown; depth: number; path: string }[] = [{ node: input, depth: 0, path: 'Bundle' }];
+  // Each item knows its parent and its key; the path text is built only for an error.
+  const stack: BoundedItem[] = [{ node: input, depth: 0, parent: undefined, key: 0 }];
   let nodes = 0;
   for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
     nodes += 1;
     if (nodes + stack.length > IPS_LIMITS.maxNodes) throw invalid('bounds', 'the document is too large', 'Bundle');
-    if (item.depth > IPS_LIMITS.maxDepth) throw invalid('bounds', `the document nests deeper than ${IPS_LIMITS.maxDepth}`, item.path);
-    if (Array.isArray(item.node)) {
-      item.node.forEach((child, i) => stack.push({ node: child, depth: item.depth + 1, path: `${item.path}[${i}]` }));
-    } else if (isObject(item.node)) {
-      for (const key of Object.keys(item.node)) {
-        if (FORBIDDEN_KEYS.has(key)) throw invalid('forbidden-key', 'the document uses a forbidden property name', item.path);
-        stack.push({ node: item.node[key], depth: item.depth + 1, path: `${item.path}.${key}` });
+    if (item.depth > IPS_LIMITS.maxDepth) throw invalid('bounds', `the document nests deeper than ${IPS_LIMITS.maxDepth}`, boundedPath(item));
+    const node = item.node;
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) stack.push({ node: node[i], depth: item.depth + 1, parent: item, key: i });
+    } else if (isObject(node)) {
+      for (const key of Object.keys(node)) {
+        if (FORBIDDEN_KEYS.has(key)) throw invalid('forbidden-key', 'the document uses a forbidden property name', boundedPath(item));
+        stack.push({ node: node[key], depth: item.depth + 1, parent: item, key });
       }
     }
   }
+}
+
+interface BoundedItem {
+  readonly node: unknown;
+  readonly depth: number;
+  readonly parent: BoundedItem | undefined;
+  /** Index in the parent array, or key in the parent object (unused for the root). */
+  readonly key: string | number;
+}
+
+function boundedPath(item: BoundedItem): string {
+  const parts: (string | number)[] = [];
+  for (let at: BoundedItem | undefined = item; at?.parent !== undefined; at = at.parent) parts.push(at.key);
+  return `Bundle${formatPath(parts.reverse())}`;
 }
 
 function invalid(rule: string, what: string, expression: string): GatewayError {
