@@ -90,6 +90,11 @@ function samplerFor(world: BenchWorld): Sampler {
   };
 }
 
+/** The unpaced (saturation) submission run. */
+function saturated(runs: readonly SubmissionRun[]): SubmissionRun | undefined {
+  return runs.find((r) => r.targetRate === null);
+}
+
 function best(phases: readonly PhaseResult[]): PhaseResult {
   return phases.reduce((a, b) => (b.saturation.rps > a.saturation.rps ? b : a));
 }
@@ -211,7 +216,7 @@ async function main(): Promise<void> {
         ...(typeof submissionRuns === 'string'
           ? [{ target: '>= 500 accepted submissions/s; delivery lag p99 <= 1 s', measured: submissionRuns, met: null }]
           : [
-              { target: '>= 500 accepted submissions/s (PostgreSQL)', measured: submissionRuns[1]?.acceptedPerSec ?? null, met: (submissionRuns[1]?.acceptedPerSec ?? 0) >= 500 },
+              { target: '>= 500 accepted submissions/s (PostgreSQL)', measured: saturated(submissionRuns)?.acceptedPerSec ?? null, met: (saturated(submissionRuns)?.acceptedPerSec ?? 0) >= 500 },
               ...submissionRuns.map((r) => ({
                 target: `delivery lag p99 <= 1000 ms (${r.targetRate === null ? 'after a saturation burst' : `paced at ${r.targetRate}/s`})`,
                 measured: r.deliveryLagMs?.p99 ?? null,
