@@ -109,17 +109,7 @@ export async function autocannon(opts: { url: string; connections: number; durat
   if (opts.rate !== undefined) args.push('-R', String(Math.max(1, Math.round(opts.rate))));
   for (const [k, v] of Object.entries(opts.headers ?? {})) args.push('-H', `${k}=${v}`);
   args.push(opts.url);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const kill = setTimeout(() => child.kill('SIGKILL'), (opts.durationS + 30) * 1000);
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  clearTimeout(kill);
-  const line = out.trim().split('\n').pop() ?? '';
-  if (code !== 0 || !line.startsWith('{')) throw new Error(`autocannon failed (${String(code)}): ${err.slice(-500)}`);
-  const r = JSON.parse(line) as AutocannonJson;
+  const r = (await lastJsonLine('autocannon', args, opts.durationS + 30)) as AutocannonJson;
   const total = r.requests.total;
   return {
     connections: opts.connections,
@@ -138,17 +128,25 @@ export async function autocannon(opts: { url: string; connections: number; durat
 /** An open-loop run at a fixed rate (paced-load.ts, in its own process), for latency at a given load. */
 export async function pacedLoad(opts: { url: string; connections: number; durationS: number; rate: number; headers?: Record<string, string> }): Promise<LoadResult> {
   const args = JSON.stringify({ url: opts.url, headers: opts.headers ?? {}, connections: opts.connections, durationS: opts.durationS, rate: opts.rate });
-  const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, 'paced-load.ts'), args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return (await lastJsonLine('paced load', ['--import', 'tsx', join(BENCH_DIR, 'paced-load.ts'), args], opts.durationS + 30)) as LoadResult;
+}
+
+/**
+ * Runs `node ARGS` as a separate process (a load generator), killed after `limitS` seconds, and
+ * returns the JSON object on the last line it prints.
+ */
+export async function lastJsonLine(what: string, args: readonly string[], limitS: number): Promise<unknown> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const kill = setTimeout(() => child.kill('SIGKILL'), (opts.durationS + 30) * 1000);
+  const kill = setTimeout(() => child.kill('SIGKILL'), limitS * 1000);
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   clearTimeout(kill);
   const line = out.trim().split('\n').pop() ?? '';
-  if (code !== 0 || !line.startsWith('{')) throw new Error(`paced load failed (${String(code)}): ${err.slice(-500)}`);
-  return JSON.parse(line) as LoadResult;
+  if (code !== 0 || !line.startsWith('{')) throw new Error(`${what} failed (${String(code)}): ${err.slice(-500)}`);
+  return JSON.parse(line) as unknown;
 }
 
 export async function writeResult(name: string, data: unknown): Promise<string> {

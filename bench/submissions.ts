@@ -3,10 +3,9 @@
  * then the delivery lag of each (deliveredAt - submittedAt as the ES gateway records them) read
  * back through the status route, waiting a bounded time for deliveries still in flight.
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { readingsBundle } from '../sandbox/readings.js';
-import { BENCH_DIR, log, round, type ProcSample } from './lib.js';
+import { BENCH_DIR, lastJsonLine, log, round, type ProcSample } from './lib.js';
 
 /**
  * Paced runs: 5/s is well below what the gateways accept, so the lag is delivery itself; 15/s is
@@ -52,16 +51,7 @@ interface LoadOut {
 
 
 async function load(args: Record<string, unknown>, durationS: number): Promise<LoadOut> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, 'submit-load.ts'), JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const kill = setTimeout(() => child.kill('SIGKILL'), (durationS + 60) * 1000);
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  clearTimeout(kill);
-  if (code !== 0) throw new Error(`submit-load failed (${String(code)}): ${err.slice(-800)}`);
-  return JSON.parse(out.trim().split('\n').pop() ?? '{}') as LoadOut;
+  return (await lastJsonLine('submit-load', ['--import', 'tsx', join(BENCH_DIR, 'submit-load.ts'), JSON.stringify(args)], durationS + 60)) as LoadOut;
 }
 
 interface StatusView {
