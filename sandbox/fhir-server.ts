@@ -116,6 +116,10 @@ export class NationalRepository extends MemoryRepository {
    * are only candidates: every hit is re-checked with Medplum's own matcher, so an entry left stale
    * by a delete or an update is harmless. Complete, because every write goes through createResource
    * (MemoryRepository's update and patch call it) or through rollback, which indexes what it restores.
+   * The index answers only what it can answer exactly as the full search would: types whose
+   * `identifier` parameter is just `<Type>.identifier` (not DocumentReference's masterIdentifier),
+   * plain paging, and at most one match (several must come in the store's order, which it does not
+   * keep). Anything else goes to MemoryRepository.search.
    */
   private readonly byIdentifier = new Map<string, Set<string>>();
 
@@ -156,8 +160,10 @@ export class NationalRepository extends MemoryRepository {
     const { resourceType, filters, sortRules, include, revInclude, offset, count, ...rest } = request;
     const filter = filters?.length === 1 ? filters[0] : undefined;
     if (filter === undefined || filter.code !== 'identifier' || filter.operator !== Operator.EQUALS) return undefined;
+    if (!identifierIsPlain(resourceType)) return undefined;
     if ((sortRules?.length ?? 0) > 0 || include !== undefined || revInclude !== undefined) return undefined;
     if (Object.values(rest).some((v) => v !== undefined)) return undefined;
+    if (!isPageBound(offset) || !isPageBound(count)) return undefined;
     const bar = filter.value.indexOf('|');
     if (bar <= 0 || bar === filter.value.length - 1 || /[\\,]/.test(filter.value) || filter.value.indexOf('|', bar + 1) !== -1) return undefined;
     const key = identifierIndexKey(resourceType, filter.value.slice(0, bar), filter.value.slice(bar + 1));
@@ -166,6 +172,9 @@ export class NationalRepository extends MemoryRepository {
       const resource = await this.readResource<WithId<T>>(resourceType, id).catch(() => undefined);
       if (resource !== undefined && matchesSearchRequest(resource, { resourceType, filters: [filter] })) matches.push(resource);
     }
+    // Several matches: their order must be the store's (which the index does not keep), so the
+    // full search answers. Conditional creates, the reason for the index, find none or one.
+    if (matches.length > 1) return undefined;
     const start = offset ?? 0;
     const page = matches.slice(start, count === undefined ? undefined : start + count);
     return { resourceType: 'Bundle', type: 'searchset', ...(page.length > 0 ? { entry: page.map((resource) => ({ resource })) } : {}), total: matches.length };
@@ -283,6 +292,31 @@ export class NationalRepository extends MemoryRepository {
     }
     return found;
   }
+}
+
+const plainIdentifier = new Map<string, boolean>();
+
+/**
+ * Whether the `identifier` search parameter of this type is exactly `<Type>.identifier` (for
+ * DocumentReference, say, it is `masterIdentifier | identifier`, which the index does not cover).
+ */
+function identifierIsPlain(resourceType: string): boolean {
+  let plain = plainIdentifier.get(resourceType);
+  if (plain === undefined) {
+    const expression = globalSchema.types[resourceType]?.searchParams?.['identifier']?.expression ?? '';
+    const own = expression
+      .split('|')
+      .map((part) => part.trim())
+      .filter((part) => part.startsWith(`${resourceType}.`));
+    plain = own.length === 1 && own[0] === `${resourceType}.identifier`;
+    plainIdentifier.set(resourceType, plain);
+  }
+  return plain;
+}
+
+/** `_offset` / `_count` the fast path slices exactly as MemoryRepository does: absent, or a whole number >= 0. */
+function isPageBound(value: number | undefined): boolean {
+  return value === undefined || (Number.isInteger(value) && value >= 0);
 }
 
 function identifierIndexKey(resourceType: string, system: string, value: string): string {

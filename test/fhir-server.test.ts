@@ -330,16 +330,29 @@ describe('national FHIR server (DK seed)', () => {
         identifier: [{ system, value: `v${i % 3}` }, ...(i % 2 === 0 ? [{ system: `${system}-other`, value: `v${i}` }] : [])],
       });
     }
+    // An earlier resource that gains the identifier later: the store keeps it first, the index would not.
+    const early = await fhir.create<Observation>({ resourceType: 'Observation', status: 'final', code: { text: 'check' }, identifier: [{ system, value: 'late' }] });
+    await fhir.create<Observation>({ resourceType: 'Observation', status: 'final', code: { text: 'check' }, identifier: [{ system, value: 'order' }] });
+    await fhir.update({ ...early, identifier: [{ system, value: 'late' }, { system, value: 'order' }] });
+    // DocumentReference's identifier parameter also searches masterIdentifier.
+    await fhir.create({ resourceType: 'DocumentReference', status: 'current', masterIdentifier: { system, value: 'master' }, content: [{ attachment: { contentType: 'text/plain' } }] });
+
     const fullScan = MemoryRepository.prototype.search.bind(server.repo);
-    for (const query of [`${system}|v0`, `${system}|V1`, `${system}|v2`, `${system}|v9`, `${system}-other|v4`, `${system}|`, `|v0`, 'v0', `${system}|v0,${system}|v1`]) {
-      for (const extra of [{}, { _count: '1' }, { _count: '1', _offset: '1' }]) {
-        const request = parseSearchRequest('Observation', { identifier: query, ...extra });
+    const cases: Array<[Resource['resourceType'], string]> = [
+      ...[`${system}|v0`, `${system}|V1`, `${system}|v2`, `${system}|v9`, `${system}-other|v4`, `${system}|`, `|v0`, 'v0', `${system}|v0,${system}|v1`, `${system}|order`].map(
+        (q): [Resource['resourceType'], string] => ['Observation', q],
+      ),
+      ['DocumentReference', `${system}|master`],
+    ];
+    for (const [resourceType, query] of cases) {
+      for (const extra of [{}, { _count: '1' }, { _count: '1', _offset: '1' }, { _offset: '-1' }, { _offset: 'abc', _count: '1' }, { _count: '-1' }]) {
+        const request = parseSearchRequest(resourceType, { identifier: query, ...extra });
         const indexed = await server.repo.search(request);
         const scanned = await fullScan(request);
         assert.deepEqual(
           { total: indexed.total, ids: (indexed.entry ?? []).map((e) => e.resource?.id) },
           { total: scanned.total, ids: (scanned.entry ?? []).map((e) => e.resource?.id) },
-          `identifier=${query} ${JSON.stringify(extra)}`,
+          `${resourceType}?identifier=${query} ${JSON.stringify(extra)}`,
         );
       }
     }
