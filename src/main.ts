@@ -115,6 +115,9 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
   startup['databaseOpen'] = Math.round(performance.now());
   const timers: NodeJS.Timeout[] = [];
   const stoppers: Array<() => void> = [];
+  // Built apps, so that a failed start (e.g. the peer port is taken) closes a listener already open
+  // instead of leaving a half-started process that never exits.
+  let built: Gateway | undefined;
   try {
     const { applied } = await runMigrations(db, migrationsDir(), (msg, extra) => logger.info(extra ?? {}, msg));
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
@@ -175,6 +178,7 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
     timers.push(retention);
     startup['servicesReady'] = Math.round(performance.now());
     const gateway = await buildGateway({ config, db, logger, metrics, keys, trust, services, peerTls: { cert, key, ca }, onQueued: () => worker.kick() });
+    built = gateway;
     startup['appsBuilt'] = Math.round(performance.now());
     await gateway.api.listen({ host: config.api.host, port: config.api.port });
     await gateway.peer.listen({
@@ -205,6 +209,7 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
     trust.stop();
     for (const t of timers) clearInterval(t);
     for (const s of stoppers) s();
+    if (built !== undefined) await Promise.allSettled([built.api.close(), built.peer.close()]);
     await peerClient?.close();
     await db.close().catch(() => undefined);
     throw e;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -67,6 +68,33 @@ describe('the built ncpeh command', () => {
     assert.equal(signal, null);
     assert.equal(code, 0);
     assert.ok(started.lines.some((l) => l.includes('"msg":"stopped"')));
+  });
+
+  test('`ncpeh serve` whose peer port is taken says why and exits 1, leaving no listener open', async () => {
+    const port = deployment.peerPorts['DK'];
+    assert.ok(port !== undefined);
+    const squatter = createServer();
+    await new Promise<void>((r) => squatter.listen(port, '127.0.0.1', r));
+    try {
+      const child = spawn(process.execPath, [BUILT_CLI, 'serve', '--config', deployment.configFile('DK')], {
+        cwd: ROOT,
+        env: { ...process.env, NCPEH_DATA_DIR: 'memory://' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      // Before the fix, the API listener opened first stayed open and the process never exited.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      const { code, signal } = await exitOf(child);
+      clearTimeout(timer);
+      assert.equal(signal, null, `killed after 30 s: the process did not exit by itself\n${out}`);
+      assert.equal(code, 1, out);
+      assert.match(out, /gateway failed to start/);
+      assert.match(out, /EADDRINUSE/);
+    } finally {
+      await new Promise((r) => squatter.close(r));
+    }
   });
 
   test('`ncpeh serve` with an invalid config prints every problem and exits non-zero', async () => {
