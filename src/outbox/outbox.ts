@@ -62,8 +62,9 @@ function view(r: ViewRow): SubmissionView {
 const aadOf = (trackingId: string): string => `ncpeh-submission:${trackingId}`;
 
 /** What `view` and the idempotency check read: not the sealed payload, which only delivery needs. */
-const VIEW_COLUMNS = 'tracking_id, body_hash, status, country, submitted_at, attempts, delivered_at, receipt_jws, last_error';
-type ViewRow = Pick<Row, 'tracking_id' | 'body_hash' | 'status' | 'country' | 'submitted_at' | 'attempts' | 'delivered_at' | 'receipt_jws' | 'last_error'>;
+const VIEW_COLUMN_NAMES = ['tracking_id', 'body_hash', 'status', 'country', 'submitted_at', 'attempts', 'delivered_at', 'receipt_jws', 'last_error'] as const;
+const VIEW_COLUMNS = VIEW_COLUMN_NAMES.join(', ');
+type ViewRow = Pick<Row, (typeof VIEW_COLUMN_NAMES)[number]>;
 
 export class SubmissionStore {
   readonly #db: Db;
