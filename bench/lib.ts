@@ -149,6 +149,16 @@ export async function lastJsonLine(what: string, args: readonly string[], limitS
   return JSON.parse(line) as unknown;
 }
 
+/**
+ * The values of one metric in a gateway's `/metrics` (Prometheus text format), one per label set.
+ * `name` is a plain metric name (letters, digits, underscores).
+ */
+export async function metricValues(apiUrl: string, name: string): Promise<number[]> {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new TypeError(`not a metric name: ${name}`);
+  const text = await (await fetch(`${apiUrl}/metrics`)).text();
+  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].map((m) => Number(m[1]));
+}
+
 export async function writeResult(name: string, data: unknown): Promise<string> {
   await mkdir(RESULTS_DIR, { recursive: true });
   const file = join(RESULTS_DIR, `${name}.json`);

@@ -6,12 +6,12 @@
  * descheduled (two cores, six busy processes) is charged to whatever it was last doing. A write
  * that wakes the process at the other end is often where the scheduler switches away, which made
  * `writev` look like 12-17% of the gateways' time; perf, which only samples a thread while it is on
- * a CPU, puts all kernel time (syscalls and the loopback network stack together) at 7-12%.
+ * a CPU, puts all kernel time (syscalls and the loopback network stack together) at 10-18%.
  *
  * A sample is charged to the first frame, from the leaf up, that says whose work it is: a JavaScript
  * function (our src/, an npm package, node's own JavaScript), or a native part with an owner of its
- * own (the kernel, OpenSSL, V8's JSON, garbage collector and JIT compilers). V8 builtins, inline caches, libc and
- * libuv frames are looked through to the JavaScript that called them. JavaScript frames get names
+ * own (the kernel, OpenSSL, V8's JSON, garbage collector and JIT compilers). V8 builtins, inline
+ * caches, libc and libuv frames are looked through to the JavaScript that called them. JavaScript frames get names
  * from the gateway's `--perf-basic-prof-only-functions` map (/tmp/perf-<pid>.map).
  */
 import { spawn, spawnSync } from 'node:child_process';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { installDocument, loadPhases, prepareCrossBorder, type Sampler, type Target } from './e2e.js';
 import { buildGateway, BUILD_DIR } from './gateway-process.js';
 import { buildBenchIps } from './ips.js';
-import { autocannon, log, procSample, round } from './lib.js';
+import { autocannon, log, metricValues, procSample, round } from './lib.js';
 import { perfAvailable, recordPerf, summarisePerf, type OnCpuSummary } from './perf-profile.js';
 import { summariseDir } from './profile.js';
 import { runSubmissions } from './submissions.js';
@@ -94,13 +94,12 @@ function startPerfOnGateways(world: BenchWorld): () => Promise<Record<string, On
 async function memoryBreakdown(world: BenchWorld): Promise<Record<string, Record<string, number>>> {
   const out: Record<string, Record<string, number>> = {};
   for (const cw of [world.es, world.dk]) {
-    const text = await (await fetch(`${cw.apiUrl}/metrics`)).text();
-    const pick = (name: string): number => Math.round(Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? 'NaN') / 1e6);
+    const mb = async (name: string): Promise<number> => Math.round(((await metricValues(cw.apiUrl, name))[0] ?? NaN) / 1e6);
     out[cw.country] = {
-      rssMb: pick('process_resident_memory_bytes'),
-      heapTotalMb: pick('nodejs_heap_size_total_bytes'),
-      heapUsedMb: pick('nodejs_heap_size_used_bytes'),
-      externalMb: pick('nodejs_external_memory_bytes'),
+      rssMb: await mb('process_resident_memory_bytes'),
+      heapTotalMb: await mb('nodejs_heap_size_total_bytes'),
+      heapUsedMb: await mb('nodejs_heap_size_used_bytes'),
+      externalMb: await mb('nodejs_external_memory_bytes'),
     };
   }
   return out;

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { readingsBundle } from '../sandbox/readings.js';
-import { BENCH_DIR, lastJsonLine, log, round, type ProcSample } from './lib.js';
+import { BENCH_DIR, lastJsonLine, log, metricValues, round, type ProcSample } from './lib.js';
 
 /**
  * Paced runs: 5/s is well below what the gateways accept, so the lag is delivery itself; 15/s is
@@ -35,10 +35,7 @@ export interface SubmissionRun {
 
 /** The ES gateway's count of completed deliveries (ncpeh_outbox_deliveries_total, all peers). */
 async function deliveriesSoFar(esApiUrl: string): Promise<number> {
-  const text = await (await fetch(`${esApiUrl}/metrics`)).text();
-  let total = 0;
-  for (const m of text.matchAll(/^ncpeh_outbox_deliveries_total(?:\{[^}]*\})? (\S+)$/gm)) total += Number(m[1]);
-  return total;
+  return (await metricValues(esApiUrl, 'ncpeh_outbox_deliveries_total')).reduce((a, b) => a + b, 0);
 }
 
 interface LoadOut {
