@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Db } from '../src/storage/db.js';
 import { generateDataKeyFile, loadDataKeys, type DataKeys } from '../src/outbox/data-keys.js';
-import { SubmissionStore } from '../src/outbox/outbox.js';
+import { OutboxWorker, SubmissionStore } from '../src/outbox/outbox.js';
 import { openTestDb, testAdapters } from './helpers/db.js';
 
 const LEASE = 60;
@@ -131,6 +131,53 @@ for (const adapter of testAdapters()) {
         }
       }
       assert.deepEqual(Object.fromEntries(delivered), Object.fromEntries(order), 'every patient in submission order');
+    });
+
+    test('the worker runs one pass at a time, however often it is kicked', async () => {
+      await fresh();
+      // The real store and claim statement, with the count of claims under way added, and kicks at
+      // the two places a second pass could start: while a pass runs (so the worker goes again at
+      // once), and after it ended but before that next pass began.
+      let inFlight = 0;
+      let maxInFlight = 0;
+      let passes = 0;
+      const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
+      const worker = new OutboxWorker({
+        store,
+        peers: { call: () => Promise.reject(new Error('no submission is queued in this test')) },
+        log: silent,
+        pollMs: 60_000,
+      });
+      const claim = store.claim.bind(store);
+      store.claim = async (...args: Parameters<SubmissionStore['claim']>) => {
+        inFlight += 1;
+        passes += 1;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        try {
+          // A statement takes a turn of the event loop at least (PGlite can answer within one).
+          await new Promise((r) => setImmediate(r));
+          const rows = await claim(...args);
+          worker.kick();
+          return rows;
+        } finally {
+          inFlight -= 1;
+          if (passes < 50) setImmediate(() => worker.kick());
+        }
+      };
+      worker.start();
+      try {
+        for (let i = 0; i < 200; i++) {
+          worker.kick();
+          await new Promise((r) => (i % 2 === 0 ? setImmediate(r) : setTimeout(r, 0)));
+        }
+      } finally {
+        await worker.stop();
+      }
+      assert.equal(maxInFlight, 1, 'two passes ran at once');
+      assert.ok(passes > 1, `the kicks started passes (${passes})`);
+      const after = passes;
+      await new Promise((r) => setImmediate(r));
+      assert.equal(passes, after, 'no pass starts after stop()');
     });
   });
 }

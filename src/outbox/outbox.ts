@@ -214,7 +214,8 @@ export class SubmissionStore {
 
 export interface WorkerOptions {
   readonly store: SubmissionStore;
-  readonly peers: PeerClient;
+  /** Only `call` is used: the delivery is one peer request. */
+  readonly peers: Pick<PeerClient, 'call'>;
   readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
   readonly onDelivered?: (row: { trackingId: string; country: string; patientRef: string }, receipt: string) => Promise<void>;
   /** Checks the receipt: signed by the receiving country, for this message and this content. Throws if not. */
@@ -239,7 +240,8 @@ export function backoffSeconds(attempt: number, base: number, max: number, rando
 export class OutboxWorker {
   readonly #o: WorkerOptions;
   readonly #breakers = new Map<string, { failures: number; openUntil: number }>();
-  #timer: NodeJS.Timeout | undefined;
+  /** The next pass, when one is scheduled: at once (after a pass that found work) or after the poll. */
+  #next: { kind: 'immediate'; handle: NodeJS.Immediate } | { kind: 'timer'; handle: NodeJS.Timeout } | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
   #kicked = false;
@@ -253,8 +255,19 @@ export class OutboxWorker {
     this.#loop();
   }
 
+  /**
+   * One pass, then the next one scheduled. Single flight: there is at most one pass under way and at
+   * most one scheduled, whoever calls (start, kick, the schedule itself). Two passes at once would
+   * not deliver a row twice (the claim locks), but each would run the claim statement, and a kick per
+   * submission would multiply them.
+   */
   #loop(): void {
+    this.#cancelNext();
     if (this.#stopped) return;
+    if (this.#running !== undefined) {
+      this.#kicked = true;
+      return;
+    }
     this.#kicked = false;
     let more = false;
     this.#running = this.runOnce()
@@ -268,29 +281,34 @@ export class OutboxWorker {
         this.#running = undefined;
         if (this.#stopped) return;
         if (more || this.#kicked) {
-          setImmediate(() => this.#loop());
+          this.#next = { kind: 'immediate', handle: setImmediate(() => this.#loop()) };
           return;
         }
-        this.#timer = setTimeout(() => this.#loop(), this.#o.pollMs ?? 500);
-        this.#timer.unref();
+        const timer = setTimeout(() => this.#loop(), this.#o.pollMs ?? 500);
+        timer.unref();
+        this.#next = { kind: 'timer', handle: timer };
       });
+  }
+
+  #cancelNext(): void {
+    const next = this.#next;
+    this.#next = undefined;
+    if (next?.kind === 'immediate') clearImmediate(next.handle);
+    if (next?.kind === 'timer') clearTimeout(next.handle);
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#cancelNext();
     await this.#running;
   }
 
   /** Nudges the worker (e.g. right after a submission) instead of waiting for the next poll. */
   kick(): void {
     if (this.#stopped) return;
-    if (this.#running !== undefined) {
-      // The pass under way may have claimed before this submission was committed: go again after it.
-      this.#kicked = true;
-      return;
-    }
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    // A pass under way may have claimed before this submission was committed: #loop marks it to go
+    // again after that pass. A pass already due at once needs nothing more.
+    if (this.#running === undefined && this.#next?.kind === 'immediate') return;
     this.#loop();
   }
 
