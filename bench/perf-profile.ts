@@ -15,7 +15,8 @@
  * from the gateway's `--perf-basic-prof-only-functions` map (/tmp/perf-<pid>.map).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { round } from './lib.js';
 
 export const PERF_NODE_ARGS = ['--perf-basic-prof-only-functions'] as const;
@@ -124,6 +125,9 @@ export function summariseStacks(stacks: readonly Frame[][]): OnCpuSummary {
 export function summarisePerf(file: string, pid: number): OnCpuSummary {
   const r = spawnSync('perf', ['script', '-F', 'ip,sym,dso', '-i', file], { encoding: 'utf8', maxBuffer: 512 * 1024 * 1024 });
   if (r.status !== 0) throw new Error(`perf script failed: ${r.stderr.slice(-400)}`);
+  // BENCH_PERF_KEEP=DIR keeps the stacks as text (perf script output) for a closer look.
+  const keep = process.env['BENCH_PERF_KEEP'];
+  if (keep !== undefined) writeFileSync(join(keep, `${basename(file)}.stacks.txt`), r.stdout);
   rmSync(file, { force: true });
   rmSync(`/tmp/perf-${pid}.map`, { force: true });
   return summariseStacks(parseStacks(r.stdout));

@@ -6,10 +6,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { installDocument, loadPhases, prepareCrossBorder, type Sampler, type Target } from './e2e.js';
+import { installDocument, loadPhases, prepareCrossBorder, warmUp, type Sampler, type Target } from './e2e.js';
 import { buildGateway, BUILD_DIR } from './gateway-process.js';
 import { buildBenchIps } from './ips.js';
-import { autocannon, log, metricValues, procSample, round } from './lib.js';
+import { log, metricValues, procSample, round } from './lib.js';
 import { perfAvailable, recordPerf, summarisePerf, type OnCpuSummary } from './perf-profile.js';
 import { summariseDir } from './profile.js';
 import { runSubmissions } from './submissions.js';
@@ -20,6 +20,8 @@ const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? '10');
 const PROFILE = process.env['BENCH_PROFILE'] === '1';
 /** BENCH_PERF=1: on-CPU profiles of both gateways with Linux perf during the load (perf-profile.ts). */
 const PERF = process.env['BENCH_PERF'] === '1';
+/** BENCH_WARMUP_S: seconds of load at saturation before the measured runs (default 30). */
+const WARMUP_S = Number(process.env['BENCH_WARMUP_S'] ?? '30');
 /** BENCH_MODE=submissions: step 5 instead of step 3. */
 const MODE = process.env['BENCH_MODE'] ?? 'fetch';
 
@@ -44,9 +46,27 @@ async function main(): Promise<void> {
     };
     const target = await prepareCrossBorder(world, ips.sectionCodes);
     if (MODE === 'submissions') {
-      const runs = await runSubmissions({ esApiUrl: world.es.apiUrl, token: target.token, ref: target.ref, sample, durationS: 6 });
+      let perf: (() => Promise<Record<string, OnCpuSummary>>) | undefined;
+      const runs = await runSubmissions({
+        esApiUrl: world.es.apiUrl,
+        token: target.token,
+        ref: target.ref,
+        sample,
+        durationS: 6,
+        warmupS: WARMUP_S,
+        profileSaturation: () => {
+          if (PERF) perf = startPerfOnGateways(w);
+          return async () => {
+            if (perf !== undefined) process.stdout.write(`${JSON.stringify(await perf(), null, 1)}\n`);
+          };
+        },
+      });
       process.stdout.write(`${JSON.stringify(runs, null, 2)}\n`);
     } else {
+      // Warm-up before anything is measured or profiled: V8 is still tiering functions up
+      // (compiling on background threads) for the first thousands of fetches.
+      const warmup = await warmUp(target, sample, { connections: CONNECTIONS, totalS: WARMUP_S, windowS: 5 });
+      process.stdout.write(`${JSON.stringify({ warmup })}\n`);
       const perf = PERF ? startPerfOnGateways(w) : undefined;
       await fetchPhase(target, sample);
       if (perf !== undefined) process.stdout.write(`${JSON.stringify(await perf(), null, 1)}\n`);
@@ -106,7 +126,6 @@ async function memoryBreakdown(world: BenchWorld): Promise<Record<string, Record
 }
 
 async function fetchPhase(target: Target, sample: Sampler): Promise<void> {
-  await autocannon({ url: target.url, headers: target.headers, connections: CONNECTIONS, durationS: 3 });
   const [phase] = await loadPhases('quick', target, sample, { connections: [CONNECTIONS], durationS: 6 });
   if (phase === undefined) throw new Error('no phase');
   const peak = sample();

@@ -11,7 +11,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { openResponse, sealResponse } from '../src/crossborder/envelope.js';
 import { benchKeys, type BenchKeys } from './crypto-keys.js';
-import { installDocument, loadPhases, prepareCrossBorder, prepareDirect, type PhaseResult, type Sampler } from './e2e.js';
+import { installDocument, loadPhases, prepareCrossBorder, prepareDirect, warmUp, type PhaseResult, type Sampler } from './e2e.js';
 import { envelopeFetch, libraryFetches, runEnvelope, type EnvelopeVariant } from './envelope.js';
 import { floorFetch, runFloor, type FloorResult } from './floor.js';
 import { runSubmissions, type SubmissionRun } from './submissions.js';
@@ -25,6 +25,8 @@ import { BenchDatabase, startBenchWorld, type BenchWorld } from './world.js';
 
 const MICRO_MS = 1200;
 const LOAD_S = 6;
+/** Unmeasured load before each gateway pair is measured (see warmUp in e2e.ts); BENCH_WARMUP_S to change. */
+const WARMUP_S = Number(process.env['BENCH_WARMUP_S'] ?? '30');
 const CONNECTIONS = [1, 10, 50] as const;
 
 
@@ -137,7 +139,7 @@ async function main(): Promise<void> {
     const idle = sample();
     const target = await prepareCrossBorder(world, ips.sectionCodes);
     log(`summary through the gateways: ${target.bytes} bytes, ${target.entries} entries`);
-    await autocannon({ url: target.url, headers: target.headers, connections: 10, durationS: 3 });
+    const warmupPg = await warmUp(target, sample, { connections: 10, totalS: WARMUP_S, windowS: 5 });
     const e2e = await loadPhases('e2e pg', target, sample, { connections: CONNECTIONS, durationS: LOAD_S });
     const peakPg = sample();
     log('step 4: direct from the national FHIR server');
@@ -146,7 +148,7 @@ async function main(): Promise<void> {
     let submissionRuns: SubmissionRun[] | string;
     if (submissionsRouteExists()) {
       log('step 5: submissions back home (PostgreSQL)');
-      submissionRuns = await runSubmissions({ esApiUrl: world.es.apiUrl, token: target.token, ref: target.ref, sample, durationS: LOAD_S });
+      submissionRuns = await runSubmissions({ esApiUrl: world.es.apiUrl, token: target.token, ref: target.ref, sample, durationS: LOAD_S, warmupS: Math.min(20, WARMUP_S) });
     } else {
       submissionRuns = 'not measured: not implemented (no POST /api/v1/cross-border/patients/:country/:ref/documents in src/)';
     }
@@ -156,7 +158,7 @@ async function main(): Promise<void> {
     log('step 3b: end to end on PGlite (10 connections)');
     await world.startGateways('pglite');
     const targetLite = await prepareCrossBorder(world, ips.sectionCodes);
-    await autocannon({ url: targetLite.url, headers: targetLite.headers, connections: 10, durationS: 2 });
+    const warmupLite = await warmUp(targetLite, samplerFor(world), { connections: 10, totalS: WARMUP_S, windowS: 5 });
     const e2eLite = await loadPhases('e2e pglite', targetLite, samplerFor(world), { connections: [10], durationS: LOAD_S });
     const peakLite = samplerFor(world)();
     await world.stopGateways();
@@ -168,7 +170,7 @@ async function main(): Promise<void> {
     const targetProf = await prepareCrossBorder(world, ips.sectionCodes);
     const gwPids = { ES: world.es.gateway?.pid, DK: world.dk.gateway?.pid };
     // Warmed up first, as the measured runs are: otherwise perf sees mostly V8 compiling our code.
-    await autocannon({ url: targetProf.url, headers: targetProf.headers, connections: 10, durationS: 3 });
+    await warmUp(targetProf, samplerFor(world), { connections: 10, totalS: WARMUP_S, windowS: WARMUP_S });
     const recordings = withPerf
       ? Object.entries(gwPids).flatMap(([gateway, pid]) => (pid === undefined ? [] : [{ gateway, pid, file: join(RESULTS_DIR, `${gateway}.perf.data`) }])).map((r) => ({ ...r, recording: recordPerf(r.pid, r.file) }))
       : [];
@@ -186,7 +188,7 @@ async function main(): Promise<void> {
     }));
     await writeResult('profiles', { load: profLoad, gateways: gatewayProfiles, onCpu: withPerf ? onCpu : 'not measured: Linux perf is not installed' });
 
-    await writeResult('e2e', { target: { bytes: target.bytes, entries: target.entries }, idle, postgres: e2e, peakPostgres: peakPg, pglite: e2eLite, peakPglite: peakLite });
+    await writeResult('e2e', { target: { bytes: target.bytes, entries: target.entries }, idle, warmup: { postgres: warmupPg, pglite: warmupLite }, postgres: e2e, peakPostgres: peakPg, pglite: e2eLite, peakPglite: peakLite });
     await writeResult('direct', { target: { bytes: direct.bytes, entries: direct.entries }, phases: directPhases });
 
     // Targets from the issue, next to what this run measured.

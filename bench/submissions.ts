@@ -84,6 +84,10 @@ export async function runSubmissions(opts: {
   ref: string;
   sample: () => Record<string, ProcSample>;
   durationS: number;
+  /** Seconds of unmeasured load at saturation before the measured saturation run (V8 warm-up). */
+  warmupS?: number;
+  /** Started right before the measured saturation load, awaited right after it (e.g. perf). */
+  profileSaturation?: () => () => Promise<void>;
 }): Promise<SubmissionRun[]> {
   const url = `${opts.esApiUrl}/api/v1/cross-border/patients/DK/${encodeURIComponent(opts.ref)}/documents`;
   const statusBase = `${opts.esApiUrl}/api/v1/cross-border/submissions`;
@@ -93,11 +97,18 @@ export async function runSubmissions(opts: {
   for (const rate of [...PACED_RATES, undefined]) {
     const phase = rate === undefined ? 'saturation' : 'paced';
     const connections = rate === undefined ? 20 : 5;
+    const body = readingsBundle(opts.ref, 93);
+    if (rate === undefined && (opts.warmupS ?? 0) > 0) {
+      log(`submissions: warm-up at saturation (${opts.warmupS}s, not measured)`);
+      await load({ url, token: opts.token, body, connections, durationS: opts.warmupS, maxRequests: 100_000 }, opts.warmupS ?? 0);
+    }
     log(`submissions: ${phase}${rate === undefined ? '' : ` (${rate}/s)`}`);
+    const stopProfile = rate === undefined ? opts.profileSaturation?.() : undefined;
     const before = opts.sample();
     const deliveredBefore = await deliveriesSoFar(opts.esApiUrl);
-    const out = await load({ url, token: opts.token, body: readingsBundle(opts.ref, 93), connections, durationS: opts.durationS, maxRequests: 20_000, ...(rate === undefined ? {} : { rate }) }, opts.durationS);
+    const out = await load({ url, token: opts.token, body, connections, durationS: opts.durationS, maxRequests: 20_000, ...(rate === undefined ? {} : { rate }) }, opts.durationS);
     const after = opts.sample();
+    await stopProfile?.();
     const loadEnded = Date.now();
     const deliveredAtEnd = await deliveriesSoFar(opts.esApiUrl);
     const { lags: l, missing } = await lags(statusBase, opts.token, out.trackingIds, 20);
