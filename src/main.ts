@@ -200,6 +200,7 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
         // Fastify's close() stops accepting, lets in-flight requests finish, then resolves.
         await Promise.allSettled([gateway.api.close(), gateway.peer.close()]);
         await client.close();
+        await services.national?.close();
         await db.close();
       })();
       return stopping;

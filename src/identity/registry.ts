@@ -1,6 +1,6 @@
 /**
  * The national health-professional registry (issue 4, DESIGN.md section 2 step 2): a FHIR R4 server
- * queried with fhir-kit-client for the `PractitionerRole`s of the person an eID names. What comes
+ * queried (national/fhir-rest.ts) for the `PractitionerRole`s of the person an eID names. What comes
  * back decides whether the gateway vouches for a professional, so every member read is validated
  * with zod and every answer is re-checked here rather than trusted to the server's search:
  * a FHIR server is allowed to ignore search parameters it does not support (FHIR R4
@@ -10,9 +10,9 @@
  * Fail closed (DESIGN.md section 6): anything other than a well-formed searchset is
  * `registry.unavailable`, never "not registered" and never "registered".
  */
-import { Client } from 'fhir-kit-client';
 import { z } from 'zod';
 import { GatewayError } from '../http/errors.js';
+import { FhirRestClient } from '../national/fhir-rest.js';
 
 // ---------------------------------------------------------------------------------------------
 // Vocabulary (STANDARDS.md "eHDSI")
@@ -152,24 +152,20 @@ interface SearchResult {
 // The lookup
 
 export function createRegistry(options: RegistryOptions): Registry {
-  const client = new Client({ baseUrl: options.baseUrl });
   const system = options.identifierSystem ?? DEFAULT_PERSON_ID_SYSTEM;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const client = new FhirRestClient({ baseUrl: options.baseUrl, timeoutMs });
   const now = options.now ?? (() => new Date());
 
   async function search(personId: string): Promise<unknown> {
     try {
       // FHIR R4 search.html#chaining and #include: one round trip for the roles, the practitioner
       // they point to and the organisation. `|` inside the token is the system|value separator.
-      return await client.search({
-        resourceType: 'PractitionerRole',
-        searchParams: {
-          'practitioner.identifier': `${system}|${personId}`,
-          active: 'true',
-          _include: ['PractitionerRole:organization', 'PractitionerRole:practitioner'],
-          _count: PAGE_SIZE,
-        },
-        options: { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/fhir+json' } },
+      return await client.search('PractitionerRole', {
+        'practitioner.identifier': `${system}|${personId}`,
+        active: 'true',
+        _include: ['PractitionerRole:organization', 'PractitionerRole:practitioner'],
+        _count: PAGE_SIZE,
       });
     } catch (cause) {
       // Connection refused, reset, timeout (AbortSignal), any HTTP error status, a non-JSON body:

@@ -1,13 +1,13 @@
 /**
- * The one module that talks to this country's national FHIR server (fhir-kit-client): find a patient
+ * The one module that talks to this country's national FHIR server (fhir-rest.ts): find a patient
  * by national identifier, fetch the Patient Summary, register documents that came back from abroad,
  * and create notifications. Everything it returns is validated here (zod); transport problems become
  * `national.unavailable`, answers we cannot use `national.bad-response`: neither ever becomes "no such
  * patient", so an outage can't be mistaken for an answer.
  */
-import { Client } from 'fhir-kit-client';
 import { z } from 'zod';
 import { GatewayError } from '../http/errors.js';
+import { FhirHttpError, FhirRestClient } from './fhir-rest.js';
 
 export interface NationalFhirOptions {
   readonly baseUrl: string;
@@ -59,36 +59,28 @@ function normaliseName(name: string): string {
   return name.normalize('NFD').replace(/\p{Diacritic}/gu, '').trim().toLowerCase();
 }
 
-function statusOf(e: unknown): number | undefined {
-  if (typeof e === 'object' && e !== null && 'response' in e) {
-    const response: unknown = e.response;
-    if (typeof response === 'object' && response !== null && 'status' in response && typeof response.status === 'number') return response.status;
-  }
-  return undefined;
-}
-
 export class NationalFhir {
-  readonly #client: Client;
+  readonly #client: FhirRestClient;
   readonly #opts: NationalFhirOptions;
 
   constructor(opts: NationalFhirOptions) {
     this.#opts = opts;
-    this.#client = new Client({ baseUrl: opts.baseUrl });
-  }
-
-  #options(): { signal: AbortSignal; headers: Record<string, string> } {
-    return { signal: AbortSignal.timeout(this.#opts.timeoutMs), headers: { accept: 'application/fhir+json' } };
+    this.#client = new FhirRestClient({ baseUrl: opts.baseUrl, timeoutMs: opts.timeoutMs });
   }
 
   async #call<T>(what: string, fn: () => Promise<T>, notFoundIsUndefined = false): Promise<T | undefined> {
     try {
       return await fn();
     } catch (cause) {
-      const status = statusOf(cause);
+      const status = cause instanceof FhirHttpError ? cause.status : undefined;
       if (notFoundIsUndefined && (status === 404 || status === 410)) return undefined;
       if (status !== undefined && status >= 400 && status < 500) throw new GatewayError('national.bad-response', `${what}: ${status}`, { cause });
       throw new GatewayError('national.unavailable', what, { cause });
     }
+  }
+
+  close(): Promise<void> {
+    return this.#client.close();
   }
 
   /**
@@ -99,11 +91,7 @@ export class NationalFhir {
   async identify(q: IdentifyQuery): Promise<IdentifyOutcome> {
     if (q.birthDate === undefined) return { outcome: 'more-attributes-needed' };
     const body = await this.#call('Patient search', () =>
-      this.#client.search({
-        resourceType: 'Patient',
-        searchParams: { identifier: `${q.identifier.system}|${q.identifier.value}`, _count: 10 },
-        options: this.#options(),
-      }),
+      this.#client.search('Patient', { identifier: `${q.identifier.system}|${q.identifier.value}`, _count: 10 }),
     );
     const parsed = SearchSet.safeParse(body);
     if (!parsed.success) throw new GatewayError('national.bad-response', 'Patient search is not a searchset');
@@ -131,11 +119,7 @@ export class NationalFhir {
   /** The one active patient with exactly this national identifier, if there is exactly one. */
   async findByIdentifier(identifier: { system: string; value: string }): Promise<NationalPatient | undefined> {
     const body = await this.#call('Patient search', () =>
-      this.#client.search({
-        resourceType: 'Patient',
-        searchParams: { identifier: `${identifier.system}|${identifier.value}`, _count: 10 },
-        options: this.#options(),
-      }),
+      this.#client.search('Patient', { identifier: `${identifier.system}|${identifier.value}`, _count: 10 }),
     );
     const parsed = SearchSet.safeParse(body);
     if (!parsed.success) throw new GatewayError('national.bad-response', 'Patient search is not a searchset');
@@ -148,7 +132,7 @@ export class NationalFhir {
   }
 
   async readPatient(id: string): Promise<NationalPatient | undefined> {
-    const body = await this.#call('Patient read', () => this.#client.read({ resourceType: 'Patient', id, options: this.#options() }), true);
+    const body = await this.#call('Patient read', () => this.#client.read('Patient', id), true);
     if (body === undefined) return undefined;
     const p = PatientSchema.safeParse(body);
     if (!p.success) throw new GatewayError('national.bad-response', 'malformed Patient');
@@ -160,16 +144,12 @@ export class NationalFhir {
     if (this.#opts.summaryMode === 'operation') {
       return this.#call(
         'Patient $summary',
-        () => this.#client.operation({ resourceType: 'Patient', id: patientId, name: '$summary', method: 'GET', options: this.#options() }),
+        () => this.#client.instanceOperation('Patient', patientId, 'summary'),
         true,
       );
     }
     const body = await this.#call('Bundle search', () =>
-      this.#client.search({
-        resourceType: 'Bundle',
-        searchParams: { 'composition.patient': `Patient/${patientId}`, type: 'document', _sort: '-timestamp', _count: 1 },
-        options: this.#options(),
-      }),
+      this.#client.search('Bundle', { 'composition.patient': `Patient/${patientId}`, type: 'document', _sort: '-timestamp', _count: 1 }),
     );
     const parsed = SearchSet.safeParse(body);
     if (!parsed.success) throw new GatewayError('national.bad-response', 'Bundle search is not a searchset');
@@ -178,10 +158,10 @@ export class NationalFhir {
 
   /** Posts a transaction Bundle (conditional creates make a redelivery harmless). */
   async transaction(bundle: Record<string, unknown> & { resourceType: 'Bundle' }): Promise<unknown> {
-    return this.#call('transaction', () => this.#client.transaction({ body: bundle, options: this.#options() }));
+    return this.#call('transaction', () => this.#client.transaction(bundle));
   }
 
   async create(resource: Record<string, unknown> & { resourceType: string }): Promise<unknown> {
-    return this.#call(`${resource.resourceType} create`, () => this.#client.create({ resourceType: resource.resourceType, body: resource, options: this.#options() }));
+    return this.#call(`${resource.resourceType} create`, () => this.#client.create(resource));
   }
 }
