@@ -12,6 +12,7 @@ import { buildBenchIps } from './ips.js';
 import { log, metricValues, procSample, round } from './lib.js';
 import { perfAvailable, recordPerf, summarisePerf, type OnCpuSummary } from './perf-profile.js';
 import { summariseDir } from './profile.js';
+import { runStartup } from './startup.js';
 import { runSubmissions } from './submissions.js';
 import { BenchDatabase, startBenchWorld, type BenchWorld } from './world.js';
 
@@ -22,7 +23,7 @@ const PROFILE = process.env['BENCH_PROFILE'] === '1';
 const PERF = process.env['BENCH_PERF'] === '1';
 /** BENCH_WARMUP_S: seconds of load at saturation before the measured runs (default 30). */
 const WARMUP_S = Number(process.env['BENCH_WARMUP_S'] ?? '30');
-/** BENCH_MODE=submissions: step 5 instead of step 3. */
+/** BENCH_MODE=submissions: step 5 instead of step 3; BENCH_MODE=startup: step 6. */
 const MODE = process.env['BENCH_MODE'] ?? 'fetch';
 
 async function main(): Promise<void> {
@@ -44,6 +45,11 @@ async function main(): Promise<void> {
       if (dk === undefined || es === undefined) throw new Error('gateways not running');
       return { 'ES gateway': es.sample(), 'DK gateway': dk.sample(), orchestrator: procSample(process.pid) };
     };
+    if (MODE === 'startup') {
+      await world.stopGateways();
+      process.stdout.write(`${JSON.stringify(await runStartup(world.dk.configFile, db, 3), null, 1)}\n`);
+      return;
+    }
     const target = await prepareCrossBorder(world, ips.sectionCodes);
     if (MODE === 'submissions') {
       let perf: (() => Promise<Record<string, OnCpuSummary>>) | undefined;

@@ -48,7 +48,7 @@ function bindTx(ptx: Transaction): ScriptQueryable {
  * process's WebAssembly memory. A development gateway's data fits in far less: 16 MB took the
  * resident size of an idle PGlite from about 365 to 205 MB (bench/README.md, start-up).
  */
-const PGLITE_CONF = 'shared_buffers = 16MB';
+export const PGLITE_CONF = 'shared_buffers = 16MB';
 
 export async function createPgliteDb(opts: PgliteOptions = {}): Promise<ScriptableDb> {
   const dataDir = opts.dataDir === 'memory://' ? undefined : opts.dataDir;

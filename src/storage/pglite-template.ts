@@ -1,0 +1,181 @@
+/**
+ * New PGlite data directories start as a copy of a template: a closed cluster on which this
+ * repository's migrations ran, kept beside the data directories. Creating a cluster the usual way
+ * runs PostgreSQL's initdb inside WebAssembly, then every migration: a gateway on a new directory
+ * was ready after 3.6-3.9 s with 670-710 MB resident, against 1.1-1.3 s and ~240 MB on an existing
+ * one. Copied from the template (~1,000 files, 39 MB), it was ready after 1.4-1.75 s with ~240 MB
+ * (bench/README.md, step 6). The first directory in a place pays for building the template.
+ *
+ * - The template holds only what initdb and the migrations create: it is built as a cluster of its
+ *   own, never copied from a gateway's database, so no gateway's data reaches another through it.
+ * - Its name carries a hash of what it depends on (PGlite's version, the cluster settings, every
+ *   migration file), so a change of any of them builds a new one.
+ * - It lives in `<parent of the data directory>/.ncpeh-pglite-templates`, a directory this process
+ *   creates with mode 0700 and uses only while it is owned by this user, is not a symbolic link and
+ *   is closed to group and others; the template directory itself likewise. Another local user who
+ *   could plant a template (a data directory under /tmp, say) could otherwise choose the database's
+ *   content, such as consents. What fails these checks is not used: the cluster is created the
+ *   usual way.
+ * - A template that cannot be copied or opened is set aside (renamed `.unusable-<time>`) and the
+ *   cluster is created the usual way; the data directory was empty before, so nothing stored is
+ *   touched.
+ *
+ * PGlite is development storage only (storage/open.ts refuses it in production).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, constants, copyFile, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
+import { migrationsDir, readMigrations, runMigrations } from './migrate.js';
+import { createPgliteDb, PGLITE_CONF } from './pglite.js';
+import type { ScriptableDb, StorageLog } from './pg.js';
+
+export const TEMPLATE_DIR_NAME = '.ncpeh-pglite-templates';
+
+export interface TemplateOptions {
+  /** Where the migrations are read from (the repository's own by default). */
+  readonly migrations?: string;
+  readonly log?: StorageLog | undefined;
+}
+
+function pgliteVersion(): string {
+  const require = createRequire(import.meta.url);
+  const entry = require.resolve('@electric-sql/pglite');
+  // .../node_modules/@electric-sql/pglite/dist/index.cjs -> .../@electric-sql/pglite/package.json
+  const pkgFile = join(dirname(dirname(entry)), 'package.json');
+  const pkg = require(pkgFile) as { name?: string; version?: string };
+  if (pkg.name !== '@electric-sql/pglite' || typeof pkg.version !== 'string') throw new Error('cannot tell the PGlite version');
+  return pkg.version;
+}
+
+/** The template's directory name for this PGlite, these settings and these migrations. */
+export async function templateName(migrations: string = migrationsDir()): Promise<string> {
+  const h = createHash('sha256');
+  h.update(`pglite ${pgliteVersion()}\n${PGLITE_CONF}\n`);
+  for (const m of await readMigrations(migrations)) h.update(`${m.file} ${m.checksum}\n`);
+  return `cluster-${h.digest('hex').slice(0, 32)}`;
+}
+
+/** Owned by this user, not a symbolic link, nothing for group or others to write (or read). */
+async function isPrivate(path: string, kind: 'dir' | 'file'): Promise<boolean> {
+  try {
+    const st = await lstat(path);
+    if (kind === 'dir' ? !st.isDirectory() : !st.isFile()) return false;
+    const uid = process.getuid?.();
+    if (uid !== undefined && st.uid !== uid) return false;
+    return (st.mode & 0o077) === 0;
+  } catch {
+    return false;
+  }
+}
+
+async function isEmptyOrMissing(dir: string): Promise<boolean> {
+  try {
+    return (await readdir(dir)).length === 0;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw e;
+  }
+}
+
+/** The private template directory beside `dataDir`, created if missing; undefined if unusable. */
+async function templateDir(dataDir: string): Promise<string | undefined> {
+  const dir = join(dirname(dataDir), TEMPLATE_DIR_NAME);
+  try {
+    await mkdir(dirname(dataDir), { recursive: true });
+    await mkdir(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
+  }
+  return (await isPrivate(dir, 'dir')) ? dir : undefined;
+}
+
+/**
+ * Builds the template: a cluster created in a directory of its own, migrated, closed, then renamed
+ * into place (atomic: a half-built template is never under the final name).
+ */
+async function buildTemplate(dir: string, migrations: string): Promise<void> {
+  const tmp = join(dirname(dir), `.build-${randomBytes(6).toString('hex')}`);
+  try {
+    const db = await createPgliteDb({ dataDir: tmp });
+    try {
+      await runMigrations(db, migrations);
+    } finally {
+      await db.close();
+    }
+    await chmod(tmp, 0o700);
+    try {
+      await rename(tmp, dir);
+    } catch (e) {
+      // Another gateway starting beside this one built it first: theirs is as good.
+      if (!['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Opens the PGlite cluster in `dataDir`. A directory that is missing or empty gets a new cluster,
+ * copied from the template when one can be used (built first if there is none yet); anything else
+ * is opened as it is.
+ */
+export async function openPgliteDataDir(dataDir: string, opts: TemplateOptions = {}): Promise<ScriptableDb> {
+  const log = opts.log ?? (() => undefined);
+  if (!(await isEmptyOrMissing(dataDir))) return createPgliteDb({ dataDir });
+  const parent = await templateDir(dataDir);
+  if (parent === undefined) {
+    log('PGlite template directory is not private to this user; creating the cluster without a template', { dir: join(dirname(dataDir), TEMPLATE_DIR_NAME) });
+    return createFresh(dataDir);
+  }
+  const migrations = opts.migrations ?? migrationsDir();
+  const template = join(parent, await templateName(migrations));
+  if (!(await isPrivate(template, 'dir'))) {
+    try {
+      await rm(template, { recursive: true, force: true });
+      await buildTemplate(template, migrations);
+    } catch (err) {
+      log('PGlite template could not be built; creating the cluster without it', { err });
+      return createFresh(dataDir);
+    }
+  }
+  try {
+    // A plain copy of a closed cluster's files: no WebAssembly work, no archive to unpack.
+    await copyTree(template, dataDir);
+    return await createPgliteDb({ dataDir });
+  } catch (err) {
+    log('PGlite template could not be used; set aside, creating the cluster without it', { err, template });
+    await rename(template, `${template}.unusable-${Date.now()}`).catch(() => undefined);
+    // dataDir was empty before the copy: only the copy is removed.
+    await rm(dataDir, { recursive: true, force: true });
+    return createFresh(dataDir);
+  }
+}
+
+/**
+ * Copies a directory tree of plain files and directories (a closed cluster) into `dst`, which is
+ * missing or empty; files are copied many at a time (fs.cp, one at a time, took three times as long
+ * for a cluster's ~1,000 files). Anything else than a file or a directory fails the copy.
+ */
+async function copyTree(src: string, dst: string): Promise<void> {
+  const entries = await readdir(src, { withFileTypes: true, recursive: true });
+  await mkdir(dst, { recursive: true, mode: 0o700 });
+  const files: string[] = [];
+  const dirs: string[] = [];
+  for (const e of entries) {
+    const rel = relative(src, join(e.parentPath, e.name));
+    if (e.isDirectory()) dirs.push(rel);
+    else if (e.isFile()) files.push(rel);
+    else throw new Error(`template holds something other than files and directories: ${rel}`);
+  }
+  // Parents sort before their children.
+  for (const d of dirs.sort()) await mkdir(join(dst, d), { mode: 0o700 });
+  for (let i = 0; i < files.length; i += 64) {
+    await Promise.all(files.slice(i, i + 64).map((f) => copyFile(join(src, f), join(dst, f), constants.COPYFILE_EXCL)));
+  }
+}
+
+async function createFresh(dataDir: string): Promise<ScriptableDb> {
+  await mkdir(dataDir, { recursive: true });
+  return createPgliteDb({ dataDir });
+}

@@ -1,0 +1,107 @@
+// New PGlite data directories restored from a template of a migrated cluster (storage/pglite-template.ts):
+// what the template holds, where it lives, and that anything doubtful is not used.
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { migrationsDir, readMigrations, runMigrations } from '../src/storage/migrate.js';
+import { openDb } from '../src/storage/open.js';
+import { openPgliteDataDir, TEMPLATE_DIR_NAME, templateName } from '../src/storage/pglite-template.js';
+import type { Db } from '../src/storage/db.js';
+
+async function appliedVersions(db: Db): Promise<number[]> {
+  const { rows } = await db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
+  return rows.map((r) => Number(r.version));
+}
+
+describe('PGlite data directories from a template', () => {
+  let root: string;
+  let allVersions: number[];
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'ncpeh-template-'));
+    allVersions = (await readMigrations(migrationsDir())).map((m) => m.version);
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test('a new data directory gets a migrated cluster; the template is private and reused, and carries no data', async () => {
+    const parent = join(root, 'a');
+    const logged: string[] = [];
+    const first = await openDb({ dataDir: join(parent, 'dk'), production: false, log: (m) => logged.push(m) });
+    try {
+      assert.deepEqual(await appliedVersions(first), allVersions);
+      assert.deepEqual((await runMigrations(first, migrationsDir())).applied, [], 'nothing left to migrate');
+      await first.query('CREATE TABLE only_in_dk (x int)');
+      await first.query('INSERT INTO only_in_dk VALUES (1)');
+    } finally {
+      await first.close();
+    }
+    assert.deepEqual(logged, [], 'no warning on the way');
+    const dir = join(parent, TEMPLATE_DIR_NAME);
+    const template = join(dir, await templateName());
+    assert.equal((await stat(dir)).mode & 0o777, 0o700);
+    assert.equal((await stat(template)).mode & 0o777, 0o700);
+    const builtAt = (await stat(join(template, 'PG_VERSION'))).mtimeMs;
+
+    const second = await openDb({ dataDir: join(parent, 'es'), production: false });
+    try {
+      assert.deepEqual(await appliedVersions(second), allVersions);
+      const { rows } = await second.query<{ n: string }>("SELECT count(*)::text AS n FROM pg_tables WHERE tablename = 'only_in_dk'");
+      assert.equal(rows[0]?.n, '0', "one gateway's tables never reach another through the template");
+    } finally {
+      await second.close();
+    }
+    assert.equal((await stat(join(template, 'PG_VERSION'))).mtimeMs, builtAt, 'the template was reused, not rebuilt');
+    assert.deepEqual((await readdir(dir)).sort(), [await templateName()], 'no build left-overs');
+
+    // The first cluster is on disk: reopened as it is, with its data.
+    const again = await openDb({ dataDir: join(parent, 'dk'), production: false });
+    try {
+      assert.deepEqual((await again.query<{ x: number }>('SELECT x FROM only_in_dk')).rows, [{ x: 1 }]);
+    } finally {
+      await again.close();
+    }
+  });
+
+  test('a template directory open to others is not used', async () => {
+    const parent = join(root, 'b');
+    const warm = await openPgliteDataDir(join(parent, 'one'));
+    await warm.close();
+    await chmod(join(parent, TEMPLATE_DIR_NAME), 0o777);
+    const logged: string[] = [];
+    const db = await openPgliteDataDir(join(parent, 'two'), { log: (m) => logged.push(m) });
+    try {
+      assert.deepEqual(await appliedVersions(db).catch(() => 'no schema_migrations'), 'no schema_migrations', 'created without the template');
+    } finally {
+      await db.close();
+    }
+    assert.match(logged.join('\n'), /not private/);
+  });
+
+  test('a damaged template is set aside and the cluster is created without it', async () => {
+    const parent = join(root, 'c');
+    const warm = await openPgliteDataDir(join(parent, 'one'));
+    await warm.close();
+    const dir = join(parent, TEMPLATE_DIR_NAME);
+    await rm(join(dir, await templateName(), 'global', 'pg_control'));
+    const logged: string[] = [];
+    const db = await openPgliteDataDir(join(parent, 'two'), { log: (m) => logged.push(m) });
+    try {
+      await db.query('CREATE TABLE t (x int)');
+      await db.query('INSERT INTO t VALUES (1)');
+      assert.deepEqual((await db.query('SELECT x FROM t')).rows, [{ x: 1 }]);
+    } finally {
+      await db.close();
+    }
+    assert.match(logged.join('\n'), /could not be used/);
+    assert.ok((await readdir(dir)).some((f) => f.includes('.unusable-')), 'the damaged template was kept aside for a look');
+  });
+
+  test('the template name changes with the migrations', async () => {
+    const empty = await mkdtemp(join(root, 'no-migrations-'));
+    assert.notEqual(await templateName(empty), await templateName());
+  });
+});
