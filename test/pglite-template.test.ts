@@ -81,6 +81,26 @@ describe('PGlite data directories from a template', () => {
     assert.match(logged.join('\n'), /not private/);
   });
 
+  test('beside data directories in a place others may write to, a template is used only under the sticky bit', async () => {
+    const open = join(root, 'open');
+    const sticky = join(root, 'sticky');
+    for (const [dir, mode] of [[open, 0o777], [sticky, 0o1777]] as const) {
+      await openPgliteDataDir(join(dir, 'warm')).then((db) => db.close());
+      await chmod(dir, mode);
+    }
+    const logged: string[] = [];
+    const unsafe = await openPgliteDataDir(join(open, 'two'), { log: (m) => logged.push(m) });
+    const safe = await openPgliteDataDir(join(sticky, 'two'));
+    try {
+      assert.equal(await appliedVersions(unsafe).catch(() => 'no schema_migrations'), 'no schema_migrations', 'created without the template');
+      assert.deepEqual(await appliedVersions(safe), allVersions);
+    } finally {
+      await unsafe.close();
+      await safe.close();
+    }
+    assert.match(logged.join('\n'), /not private/);
+  });
+
   test('a damaged template is set aside and the cluster is created without it', async () => {
     const parent = join(root, 'c');
     const warm = await openPgliteDataDir(join(parent, 'one'));

@@ -14,8 +14,9 @@
  *   creates with mode 0700 and uses only while it is owned by this user, is not a symbolic link and
  *   is closed to group and others; the template directory itself likewise. Another local user who
  *   could plant a template (a data directory under /tmp, say) could otherwise choose the database's
- *   content, such as consents. What fails these checks is not used: the cluster is created the
- *   usual way.
+ *   content, such as consents. Where the parent directory is open to others for writing, it must
+ *   have the sticky bit (as /tmp has), so that nobody else can swap the directory between the
+ *   checks and the copy. What fails these checks is not used: the cluster is created the usual way.
  * - A template that cannot be copied or opened is set aside (renamed `.unusable-<time>`) and the
  *   cluster is created the usual way; the data directory was empty before, so nothing stored is
  *   touched.
@@ -23,7 +24,7 @@
  * PGlite is development storage only (storage/open.ts refuses it in production).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, constants, copyFile, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { chmod, constants, copyFile, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { migrationsDir, readMigrations, runMigrations } from './migrate.js';
@@ -83,6 +84,10 @@ async function templateDir(dataDir: string): Promise<string | undefined> {
   const dir = join(dirname(dataDir), TEMPLATE_DIR_NAME);
   try {
     await mkdir(dirname(dataDir), { recursive: true });
+    // Where others may write, only the sticky bit (as on /tmp) keeps them from renaming our
+    // directory away and putting theirs in its place between our checks and the copy.
+    const parent = await stat(dirname(dataDir));
+    if ((parent.mode & 0o022) !== 0 && (parent.mode & 0o1000) === 0) return undefined;
     await mkdir(dir, { mode: 0o700 });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
