@@ -1,7 +1,7 @@
 // New PGlite data directories restored from a template of a migrated cluster (storage/pglite-template.ts):
 // what the template holds, where it lives, and that anything doubtful is not used.
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, rm, stat, symlink, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -93,7 +93,9 @@ describe('PGlite data directories from a template', () => {
     const safe = await openPgliteDataDir(join(sticky, 'two'));
     try {
       assert.equal(await appliedVersions(unsafe).catch(() => 'no schema_migrations'), 'no schema_migrations', 'created without the template');
-      assert.deepEqual(await appliedVersions(safe), allVersions);
+      // A sticky directory others may write to protects our entries only when root owns it (/tmp).
+      if (process.getuid?.() === 0) assert.deepEqual(await appliedVersions(safe), allVersions);
+      else assert.equal(await appliedVersions(safe).catch(() => 'no schema_migrations'), 'no schema_migrations');
     } finally {
       await unsafe.close();
       await safe.close();
@@ -116,8 +118,38 @@ describe('PGlite data directories from a template', () => {
     } finally {
       await db.close();
     }
-    assert.match(logged.join('\n'), /could not be used/);
-    assert.ok((await readdir(dir)).some((f) => f.includes('.unusable-')), 'the damaged template was kept aside for a look');
+    assert.match(logged.join('\n'), /does not open/);
+    const aside = await readdir(dir);
+    assert.ok(aside.some((f) => f.startsWith('cluster-') && f.includes('.unusable-')), 'the damaged template was kept aside for a look');
+    assert.ok(aside.some((f) => f.startsWith('two.unusable-')), 'and so was the copy that did not open');
+  });
+
+  test('a symbolic link to an empty directory gets the cluster in its target; a killed restore is not taken for a cluster', async () => {
+    const parent = join(root, 'd');
+    await openPgliteDataDir(join(parent, 'one')).then((db) => db.close());
+    const target = join(parent, 'target');
+    await mkdir(target);
+    await symlink(target, join(parent, 'link'));
+    // What a restore killed half-way leaves: a partial copy beside the data directory, an hour old.
+    const leftover = join(parent, '.target.restore-deadbeef');
+    await mkdir(join(leftover, 'base'), { recursive: true });
+    await utimes(leftover, new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
+    const db = await openPgliteDataDir(join(parent, 'link'));
+    try {
+      assert.deepEqual(await appliedVersions(db), allVersions);
+    } finally {
+      await db.close();
+    }
+    assert.ok((await lstat(join(parent, 'link'))).isSymbolicLink(), 'the link is still a link');
+    assert.ok((await readdir(target)).includes('PG_VERSION'), 'the cluster is in the target');
+    assert.ok(!(await readdir(parent)).some((f) => f.includes('.restore-')), 'no restore left-overs');
+  });
+
+  test('a data directory that belongs to another user is refused', { skip: process.getuid?.() !== 0 ? 'needs root to give a directory away' : false }, async () => {
+    const dir = join(root, 'e', 'theirs');
+    await openPgliteDataDir(dir).then((db) => db.close());
+    await chown(dir, 65534, 65534);
+    await assert.rejects(openPgliteDataDir(dir), /belongs to another user/);
   });
 
   test('the template name changes with the migrations', async () => {

@@ -12,21 +12,24 @@
  *   migration file), so a change of any of them builds a new one.
  * - It lives in `<parent of the data directory>/.ncpeh-pglite-templates`, a directory this process
  *   creates with mode 0700 and uses only while it is owned by this user, is not a symbolic link and
- *   is closed to group and others; the template directory itself likewise. Another local user who
- *   could plant a template (a data directory under /tmp, say) could otherwise choose the database's
- *   content, such as consents. Where the parent directory is open to others for writing, it must
- *   have the sticky bit (as /tmp has), so that nobody else can swap the directory between the
- *   checks and the copy. What fails these checks is not used: the cluster is created the usual way.
- * - A template that cannot be copied or opened is set aside (renamed `.unusable-<time>`) and the
- *   cluster is created the usual way; the data directory was empty before, so nothing stored is
- *   touched.
+ *   is closed to group and others; the template directory itself likewise. The path to it (symbolic
+ *   links resolved) must be one nobody else can change: every directory up to / owned by this user
+ *   or root, and any that others may write to root's and sticky, as /tmp is. Another local user who
+ *   could plant a template, or swap ours between the checks and the copy, could otherwise choose the
+ *   database's content, such as consents. What fails these checks is not used: the cluster is
+ *   created the usual way.
+ * - The copy is made beside the data directory and renamed onto it, so a copy cut short is never
+ *   taken for a cluster; left-overs of killed builds and copies go after an hour.
+ * - A copied cluster that does not open is moved aside together with its template (renamed
+ *   `.unusable-<time>`, nothing deleted) and the cluster is created the usual way.
+ * - An existing data directory that belongs to another user is refused, as PostgreSQL refuses one.
  *
  * PGlite is development storage only (storage/open.ts refuses it in production).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, constants, copyFile, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, constants, copyFile, lstat, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { migrationsDir, readMigrations, runMigrations } from './migrate.js';
 import { createPgliteDb, PGLITE_CONF } from './pglite.js';
 import type { ScriptableDb, StorageLog } from './pg.js';
@@ -79,15 +82,32 @@ async function isEmptyOrMissing(dir: string): Promise<boolean> {
   }
 }
 
-/** The private template directory beside `dataDir`, created if missing; undefined if unusable. */
-async function templateDir(dataDir: string): Promise<string | undefined> {
-  const dir = join(dirname(dataDir), TEMPLATE_DIR_NAME);
+/**
+ * Whether nobody but this user (and root) can change what a path resolves to: the directory and
+ * every directory above it are owned by this user or root, and any of them others may write to
+ * is root's and sticky (as /tmp is), so that nobody else can rename an entry of ours away and put
+ * theirs in its place between our checks and our use of it. `dir` is a resolved path (realpath).
+ */
+async function isTrustedPath(dir: string): Promise<boolean> {
+  const uid = process.getuid?.();
+  for (let cur = dir; ; cur = dirname(cur)) {
+    const st = await lstat(cur);
+    if (!st.isDirectory()) return false;
+    if (uid !== undefined && st.uid !== uid && st.uid !== 0) return false;
+    if ((st.mode & 0o022) !== 0 && ((st.mode & 0o1000) === 0 || st.uid !== 0)) return false;
+    if (dirname(cur) === cur) return true;
+  }
+}
+
+/**
+ * The private template directory beside `realDataDir` (created if missing) when the path to it can
+ * be trusted (isTrustedPath); undefined otherwise.
+ */
+async function templateDir(realDataDir: string): Promise<string | undefined> {
+  const parent = dirname(realDataDir);
+  const dir = join(parent, TEMPLATE_DIR_NAME);
   try {
-    await mkdir(dirname(dataDir), { recursive: true });
-    // Where others may write, only the sticky bit (as on /tmp) keeps them from renaming our
-    // directory away and putting theirs in its place between our checks and the copy.
-    const parent = await stat(dirname(dataDir));
-    if ((parent.mode & 0o022) !== 0 && (parent.mode & 0o1000) === 0) return undefined;
+    if (!(await isTrustedPath(parent))) return undefined;
     await mkdir(dir, { mode: 0o700 });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
@@ -95,11 +115,22 @@ async function templateDir(dataDir: string): Promise<string | undefined> {
   return (await isPrivate(dir, 'dir')) ? dir : undefined;
 }
 
+/** Left-overs of a build or restore that was killed (each is a cluster's size): gone after an hour. */
+async function removeStale(dir: string, prefix: string): Promise<void> {
+  const now = Date.now();
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix)) continue;
+    const st = await lstat(join(dir, name)).catch(() => undefined);
+    if (st !== undefined && now - st.mtimeMs > 3600_000) await rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
 /**
  * Builds the template: a cluster created in a directory of its own, migrated, closed, then renamed
  * into place (atomic: a half-built template is never under the final name).
  */
 async function buildTemplate(dir: string, migrations: string): Promise<void> {
+  await removeStale(dirname(dir), '.build-');
   const tmp = join(dirname(dir), `.build-${randomBytes(6).toString('hex')}`);
   try {
     const db = await createPgliteDb({ dataDir: tmp });
@@ -120,6 +151,17 @@ async function buildTemplate(dir: string, migrations: string): Promise<void> {
   }
 }
 
+/** The data directory with symbolic links resolved (its parent's, when it does not exist yet). */
+async function resolvedDataDir(dataDir: string): Promise<string> {
+  try {
+    return await realpath(dataDir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    await mkdir(dirname(dataDir), { recursive: true });
+    return join(await realpath(dirname(dataDir)), basename(dataDir));
+  }
+}
+
 /**
  * Opens the PGlite cluster in `dataDir`. A directory that is missing or empty gets a new cluster,
  * copied from the template when one can be used (built first if there is none yet); anything else
@@ -127,11 +169,18 @@ async function buildTemplate(dir: string, migrations: string): Promise<void> {
  */
 export async function openPgliteDataDir(dataDir: string, opts: TemplateOptions = {}): Promise<ScriptableDb> {
   const log = opts.log ?? (() => undefined);
-  if (!(await isEmptyOrMissing(dataDir))) return createPgliteDb({ dataDir });
-  const parent = await templateDir(dataDir);
+  if (!(await isEmptyOrMissing(dataDir))) {
+    // As PostgreSQL itself insists: a cluster someone else put there is not ours to serve from.
+    const uid = process.getuid?.();
+    const owner = (await lstat(await realpath(dataDir))).uid;
+    if (uid !== undefined && owner !== uid) throw new Error(`PGlite data directory ${dataDir} belongs to another user (uid ${owner}); refusing to open it`);
+    return createPgliteDb({ dataDir });
+  }
+  const real = await resolvedDataDir(dataDir);
+  const parent = await templateDir(real);
   if (parent === undefined) {
-    log('PGlite template directory is not private to this user; creating the cluster without a template', { dir: join(dirname(dataDir), TEMPLATE_DIR_NAME) });
-    return createFresh(dataDir);
+    log('PGlite template directory is not private to this user; creating the cluster without a template', { dir: join(dirname(real), TEMPLATE_DIR_NAME) });
+    return createFresh(real);
   }
   const migrations = opts.migrations ?? migrationsDir();
   const template = join(parent, await templateName(migrations));
@@ -141,30 +190,44 @@ export async function openPgliteDataDir(dataDir: string, opts: TemplateOptions =
       await buildTemplate(template, migrations);
     } catch (err) {
       log('PGlite template could not be built; creating the cluster without it', { err });
-      return createFresh(dataDir);
+      return createFresh(real);
     }
   }
+  // Copied next to the data directory, then renamed onto it: a copy cut short (a killed process, a
+  // full disk) never sits in the data directory, where the next start would take it for a cluster.
+  const stem = `.${basename(real)}.restore-`;
+  await removeStale(dirname(real), stem);
+  const tmp = join(dirname(real), `${stem}${randomBytes(6).toString('hex')}`);
   try {
     // A plain copy of a closed cluster's files: no WebAssembly work, no archive to unpack.
-    await copyTree(template, dataDir);
-    return await createPgliteDb({ dataDir });
+    await copyTree(template, tmp);
+    await rename(tmp, real);
   } catch (err) {
-    log('PGlite template could not be used; set aside, creating the cluster without it', { err, template });
-    await rename(template, `${template}.unusable-${Date.now()}`).catch(() => undefined);
-    // dataDir was empty before the copy: only the copy is removed.
-    await rm(dataDir, { recursive: true, force: true });
-    return createFresh(dataDir);
+    await rm(tmp, { recursive: true, force: true });
+    if (!(await isEmptyOrMissing(real))) return createPgliteDb({ dataDir: real });
+    log('PGlite template could not be copied; creating the cluster without it', { err, template });
+    return createFresh(real);
+  }
+  try {
+    return await createPgliteDb({ dataDir: real });
+  } catch (err) {
+    // Nothing is deleted: the copy is moved aside beside the template that gave it.
+    const aside = `.unusable-${Date.now()}`;
+    log('PGlite cluster copied from the template does not open; both set aside, creating the cluster without it', { err, template });
+    await rename(template, `${template}${aside}`).catch(() => undefined);
+    await rename(real, join(parent, `${basename(real)}${aside}`));
+    return createFresh(real);
   }
 }
 
 /**
- * Copies a directory tree of plain files and directories (a closed cluster) into `dst`, which is
- * missing or empty; files are copied many at a time (fs.cp, one at a time, took three times as long
+ * Copies a directory tree of plain files and directories (a closed cluster) into `dst`, which must
+ * not exist; files are copied many at a time (fs.cp, one at a time, took three times as long
  * for a cluster's ~1,000 files). Anything else than a file or a directory fails the copy.
  */
 async function copyTree(src: string, dst: string): Promise<void> {
   const entries = await readdir(src, { withFileTypes: true, recursive: true });
-  await mkdir(dst, { recursive: true, mode: 0o700 });
+  await mkdir(dst, { mode: 0o700 });
   const files: string[] = [];
   const dirs: string[] = [];
   for (const e of entries) {
