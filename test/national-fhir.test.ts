@@ -147,6 +147,25 @@ describe('FHIR REST client', () => {
     }
   });
 
+  test('a GET cut off before any answer is sent once more; a POST is not', async () => {
+    let n = 0;
+    const stub = await startStub((_q, r) => {
+      n += 1;
+      if (n % 2 === 1) r.socket?.destroy();
+      else r.writeHead(200, { 'content-type': 'application/fhir+json' }).end('{"resourceType":"Patient","id":"p1"}');
+    });
+    const client = new FhirRestClient({ baseUrl: stub.baseUrl, timeoutMs: 2000 });
+    try {
+      assert.deepEqual(await client.read('Patient', 'p1'), { resourceType: 'Patient', id: 'p1' });
+      assert.equal(stub.seen.length, 2);
+      await assert.rejects(client.create({ resourceType: 'Communication' }));
+      assert.equal(stub.seen.length, 3, 'the POST went once');
+    } finally {
+      await client.close();
+      await stopStub(stub.server);
+    }
+  });
+
   test('refuses a base URL it cannot use', () => {
     assert.throws(() => new FhirRestClient({ baseUrl: 'ftp://example.org/fhir', timeoutMs: 1000 }));
     assert.throws(() => new FhirRestClient({ baseUrl: 'http://example.org/fhir?x=1', timeoutMs: 1000 }));

@@ -9,9 +9,10 @@
  * `request`, measured back to back in one process; the provider does that read on every fetch
  * (bench/README.md).
  *
- * What it promises: a JSON answer parsed, or a `FhirHttpError` carrying the HTTP status (any non-2xx,
- * or a body that is not JSON), or the transport's own error (refused, reset, timed out, too large).
- * Callers map those to their stable codes; none of them is ever an empty answer.
+ * What it promises: a JSON answer parsed (`{}` for an empty 2xx body), or a `FhirHttpError` carrying
+ * the HTTP status (any non-2xx, or a body that is not JSON), or the transport's own error (refused,
+ * reset, timed out, too large). Callers map those to their stable codes and validate what they
+ * read. A GET whose kept-alive connection the server had closed is sent once more; a POST never.
  */
 import { Pool } from 'undici';
 
@@ -53,7 +54,9 @@ export class FhirRestClient {
     this.#timeoutMs = opts.timeoutMs;
     this.#pool = new Pool(url.origin, {
       connections: opts.connections ?? 32,
-      keepAliveTimeout: 30_000,
+      // Below the idle timeout of common servers (HAPI/Jetty: 30 s), so that we, not they, close an
+      // idle connection; a server that sends a Keep-Alive hint is followed (undici).
+      keepAliveTimeout: 4_000,
       headersTimeout: opts.timeoutMs,
       bodyTimeout: opts.timeoutMs,
       maxResponseSize: opts.maxResponseBytes ?? 32 * 1024 * 1024,
@@ -91,22 +94,40 @@ export class FhirRestClient {
   }
 
   async #request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
-    const res = await this.#pool.request({
-      method,
-      path: `${this.#basePath}${path}` || '/',
-      headers: body === undefined ? { accept: FHIR_JSON } : { accept: FHIR_JSON, 'content-type': FHIR_JSON },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(this.#timeoutMs),
-    });
+    const signal = AbortSignal.timeout(this.#timeoutMs);
+    const send = (): ReturnType<Pool['request']> =>
+      this.#pool.request({
+        method,
+        path: `${this.#basePath}${path}` || '/',
+        headers: body === undefined ? { accept: FHIR_JSON } : { accept: FHIR_JSON, 'content-type': FHIR_JSON },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal,
+      });
+    let res: Awaited<ReturnType<Pool['request']>>;
+    try {
+      res = await send();
+    } catch (e) {
+      // A kept-alive connection the server closed just as we reused it: a GET is safe to send once
+      // more, on a new connection (within the same time limit). Anything else is the caller's error.
+      if (method !== 'GET' || !isClosedConnection(e) || signal.aborted) throw e;
+      res = await send();
+    }
     // Read to the end whatever the status, so the connection goes back to the pool.
     const text = await res.body.text();
     if (res.statusCode < 200 || res.statusCode > 299) throw new FhirHttpError(res.statusCode, `${method} ${path}: HTTP ${res.statusCode}`);
+    // An empty success (e.g. 201 with Prefer: return=minimal) carries no resource.
+    if (text.trim() === '') return {};
     try {
       return JSON.parse(text) as unknown;
     } catch {
       throw new FhirHttpError(res.statusCode, `${method} ${path}: the answer is not JSON`);
     }
   }
+}
+
+function isClosedConnection(e: unknown): boolean {
+  const code = typeof e === 'object' && e !== null && 'code' in e ? e.code : undefined;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 /** One path segment; FHIR types, ids and operation names never need escaping, anything else gets it. */
