@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { migrationsDir, readMigrations, runMigrations } from '../src/storage/migrate.js';
 import { openDb } from '../src/storage/open.js';
-import { openPgliteDataDir, TEMPLATE_DIR_NAME, templateName } from '../src/storage/pglite-template.js';
+import { loaderFlags, openPgliteDataDir, TEMPLATE_DIR_NAME, templateName } from '../src/storage/pglite-template.js';
 import type { Db } from '../src/storage/db.js';
 
 async function appliedVersions(db: Db): Promise<number[]> {
@@ -150,6 +150,13 @@ describe('PGlite data directories from a template', () => {
     await openPgliteDataDir(dir).then((db) => db.close());
     await chown(dir, 65534, 65534);
     await assert.rejects(openPgliteDataDir(dir), /belongs to another user/);
+  });
+
+  test('the build child gets the module loaders of this process and none of its other flags', () => {
+    assert.deepEqual(
+      loaderFlags(['--cpu-prof', '--cpu-prof-dir', '/x', '--require', '/a/preflight.cjs', '--max-old-space-size=96', '--import', 'file:///a/loader.mjs', '--import=tsx', '--inspect']),
+      ['--require', '/a/preflight.cjs', '--import', 'file:///a/loader.mjs', '--import=tsx'],
+    );
   });
 
   test('the template name changes with the migrations', async () => {

@@ -8,6 +8,8 @@
  *
  * - The template holds only what initdb and the migrations create: it is built as a cluster of its
  *   own, never copied from a gateway's database, so no gateway's data reaches another through it.
+ *   It is built in a child process (pglite-template-build.ts): initdb's 700-830 MB of WebAssembly
+ *   memory go with that process instead of staying in the gateway's.
  * - Its name carries a hash of what it depends on (PGlite's version, the cluster settings, every
  *   migration file), so a change of any of them builds a new one.
  * - It lives in `<parent of the data directory>/.ncpeh-pglite-templates`, a directory this process
@@ -26,11 +28,13 @@
  *
  * PGlite is development storage only (storage/open.ts refuses it in production).
  */
+import { fork } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, constants, copyFile, lstat, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { basename, dirname, join, relative } from 'node:path';
-import { migrationsDir, readMigrations, runMigrations } from './migrate.js';
+import { basename, dirname, extname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { migrationsDir, readMigrations } from './migrate.js';
 import { createPgliteDb, PGLITE_CONF } from './pglite.js';
 import type { ScriptableDb, StorageLog } from './pg.js';
 
@@ -133,12 +137,7 @@ async function buildTemplate(dir: string, migrations: string): Promise<void> {
   await removeStale(dirname(dir), '.build-');
   const tmp = join(dirname(dir), `.build-${randomBytes(6).toString('hex')}`);
   try {
-    const db = await createPgliteDb({ dataDir: tmp });
-    try {
-      await runMigrations(db, migrations);
-    } finally {
-      await db.close();
-    }
+    await buildInChild(tmp, migrations);
     await chmod(tmp, 0o700);
     try {
       await rename(tmp, dir);
@@ -149,6 +148,41 @@ async function buildTemplate(dir: string, migrations: string): Promise<void> {
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * Runs pglite-template-build (the .ts beside this file under tsx, the .js in a build) in a child
+ * process with this process's node flags, so that initdb's memory is the child's.
+ */
+async function buildInChild(dataDir: string, migrations: string): Promise<void> {
+  const self = fileURLToPath(import.meta.url);
+  const script = join(dirname(self), `pglite-template-build${extname(self)}`);
+  const child = fork(script, [dataDir, migrations], { execArgv: loaderFlags(process.execArgv), stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  let stderr = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    if (stderr.length < 4096) stderr += c.toString();
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (c) => resolve(c));
+  });
+  if (code !== 0) throw new Error(`building the PGlite template failed (exit ${String(code)}): ${stderr.trim().slice(-1000)}`);
+}
+
+/**
+ * The module-loading flags of this process (e.g. tsx's --import and --require), without the rest
+ * (--cpu-prof, --inspect, heap sizes), which are meant for the gateway, not for the build.
+ */
+export function loaderFlags(execArgv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i] ?? '';
+    const name = arg.split('=', 1)[0] ?? '';
+    if (!['--import', '--require', '-r', '--loader', '--experimental-loader'].includes(name)) continue;
+    if (arg.includes('=')) out.push(arg);
+    else if (i + 1 < execArgv.length) out.push(arg, execArgv[++i] ?? '');
+  }
+  return out;
 }
 
 /** The data directory with symbolic links resolved (its parent's, when it does not exist yet). */
