@@ -1,14 +1,14 @@
 // The national FHIR adapter (src/national/fhir.ts on src/national/fhir-rest.ts): what it reads from a
 // real FHIR server, and how every way that server can fail becomes a stable code, never an answer.
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { startFhirServer, type RunningFhirServer } from '../sandbox/fhir-server.js';
 import { KENNETH as kenneth } from '../sandbox/seed.js';
 import { GatewayError, type ErrorCode } from '../src/http/errors.js';
 import { NationalFhir } from '../src/national/fhir.js';
 import { FhirHttpError, FhirRestClient } from '../src/national/fhir-rest.js';
+import { startStub, stopStub } from './helpers/stub-server.js';
 
 async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
   await assert.rejects(promise, (e: unknown) => {
@@ -16,23 +16,6 @@ async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<
     assert.equal(e.code, code);
     return true;
   });
-}
-
-/** A loopback HTTP server answering with `handler`; it records every request line it saw. */
-async function startStub(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ baseUrl: string; server: Server; seen: string[] }> {
-  const seen: string[] = [];
-  const server = createServer((req, res) => {
-    seen.push(`${req.method ?? ''} ${req.url ?? ''}`);
-    handler(req, res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { baseUrl: `http://127.0.0.1:${port}/fhir/R4`, server, seen };
-}
-
-async function stopStub(server: Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
 describe('national FHIR adapter against the sandbox FHIR server (DK seed)', () => {

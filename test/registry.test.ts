@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { PractitionerRole } from '@medplum/fhirtypes';
 import { startFhirServer, type RunningFhirServer } from '../sandbox/fhir-server.js';
 import { ES_PRACTITIONERS, type SeedPractitioner } from '../sandbox/seed.js';
 import { GatewayError, type ErrorCode } from '../src/http/errors.js';
 import { createRegistry, type Registry } from '../src/identity/registry.js';
+import { startStub, stopStub } from './helpers/stub-server.js';
 
 async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
   await assert.rejects(promise, (e: unknown) => {
@@ -20,19 +19,6 @@ function seeded(key: string): SeedPractitioner {
   const found = ES_PRACTITIONERS.find((p) => p.practitionerId === `es-practitioner-${key}`);
   if (found === undefined) throw new Error(`no seeded practitioner ${key}`);
   return found;
-}
-
-/** A loopback HTTP server answering every request with `handler` (for failure modes). */
-async function startStub(handler: Parameters<typeof createServer>[1]): Promise<{ baseUrl: string; server: Server }> {
-  const server = createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { baseUrl: `http://127.0.0.1:${port}/fhir/R4`, server };
-}
-
-async function stopStub(server: Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
 describe('professional registry lookup against a real FHIR server (ES seed)', () => {
