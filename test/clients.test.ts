@@ -3,7 +3,7 @@ import { createHmac, createPublicKey, generateKeyPairSync, randomUUID } from 'no
 import { describe, test } from 'node:test';
 import jose from 'node-jose';
 import { MemoryReplayStore } from '../src/crossborder/replay-store.js';
-import { GatewayError, type ErrorCode } from '../src/http/errors.js';
+import { GatewayError } from '../src/http/errors.js';
 import {
   ClientsConfigSchema,
   authenticateClient,
@@ -11,6 +11,7 @@ import {
   type AuthenticateClientOptions,
   type RegisteredClient,
 } from '../src/identity/clients.js';
+import { rejectsWith } from './helpers/errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: two hospital EHRs, one signing with ES256, one with RS256 (and a PS256 key).
@@ -59,16 +60,6 @@ async function assertion(key: PrivateJwk, claims: Record<string, unknown>, heade
 
 function b64(value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url');
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: ErrorCode, detail?: RegExp): Promise<void> {
-  await assert.rejects(promise, (e: unknown) => {
-    assert.ok(e instanceof GatewayError, `expected a GatewayError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    // Most rules share client.authentication-failed; the detail proves which one refused.
-    if (detail !== undefined) assert.match(e.detail ?? '', detail);
-    return true;
-  });
 }
 
 // ---------------------------------------------------------------------------------------------

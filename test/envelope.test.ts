@@ -18,8 +18,8 @@ import {
   type VerifyRequestOptions,
 } from '../src/crossborder/envelope.js';
 import { DbReplayStore, MemoryReplayStore } from '../src/crossborder/replay-store.js';
-import { GatewayError, type ErrorCode } from '../src/http/errors.js';
 import { openTestDb } from './helpers/db.js';
+import { rejectsWith } from './helpers/errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: a DK gateway calls an ES gateway; FR is a third trusted country; the attacker is not.
@@ -138,14 +138,6 @@ async function encryptRaw(plaintext: string, recipient: PublicJwk, options: { zi
   )
     .update(Buffer.from(plaintext))
     .final();
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(err instanceof GatewayError, `expected a GatewayError, got ${String(err)}`);
-    assert.equal(err.code, code);
-    return true;
-  });
 }
 
 // ---------------------------------------------------------------------------------------------

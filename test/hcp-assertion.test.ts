@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import jose from 'node-jose';
 import { loadPrivateJwk, publicJwks, type SigningKey } from '../src/crossborder/envelope.js';
-import { GatewayError, type ErrorCode } from '../src/http/errors.js';
+import { GatewayError } from '../src/http/errors.js';
 import type { VerifiedEid } from '../src/identity/eid.js';
 import {
   HCP_ASSERTION_AUDIENCE,
@@ -20,6 +20,7 @@ import {
 import { ISCO_08_SYSTEM, type Professional } from '../src/identity/registry.js';
 import { parseAnchorKeys, verifyTrustList, type TrustList } from '../src/trust/trust-list.js';
 import { createTestDeployment, type TestDeployment } from './helpers/deployment.js';
+import { rejectsWith } from './helpers/errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: the ES gateway vouches for Dr. Ana García (Hospital Clínic).
@@ -101,16 +102,6 @@ async function signWith(key: SigningKey, claims: unknown, header: Record<string,
 async function tampered(change: (claims: HcpAssertion) => unknown): Promise<string> {
   const { claims } = await issueHcpAssertion(issueOptions());
   return signWith(ours, change(structuredClone(claims)));
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: ErrorCode, detail?: RegExp): Promise<void> {
-  await assert.rejects(promise, (e: unknown) => {
-    assert.ok(e instanceof GatewayError, `expected a GatewayError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    // Several rules share a code; the detail proves the intended rule refused.
-    if (detail !== undefined) assert.match(e.detail ?? '', detail);
-    return true;
-  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,18 +5,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { startFhirServer, type RunningFhirServer } from '../sandbox/fhir-server.js';
 import { KENNETH as kenneth } from '../sandbox/seed.js';
-import { GatewayError, type ErrorCode } from '../src/http/errors.js';
+import type { ErrorCode } from '../src/http/errors.js';
 import { NationalFhir } from '../src/national/fhir.js';
 import { FhirHttpError, FhirRestClient } from '../src/national/fhir-rest.js';
 import { startStub, stopStub } from './helpers/stub-server.js';
-
-async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
-  await assert.rejects(promise, (e: unknown) => {
-    assert.ok(e instanceof GatewayError, `expected a GatewayError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    return true;
-  });
-}
+import { rejectsWith } from './helpers/errors.js';
 
 describe('national FHIR adapter against the sandbox FHIR server (DK seed)', () => {
   let fhir: RunningFhirServer;

@@ -3,17 +3,9 @@ import { after, before, describe, test } from 'node:test';
 import type { PractitionerRole } from '@medplum/fhirtypes';
 import { startFhirServer, type RunningFhirServer } from '../sandbox/fhir-server.js';
 import { ES_PRACTITIONERS, type SeedPractitioner } from '../sandbox/seed.js';
-import { GatewayError, type ErrorCode } from '../src/http/errors.js';
 import { createRegistry, type Registry } from '../src/identity/registry.js';
 import { startStub, stopStub } from './helpers/stub-server.js';
-
-async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
-  await assert.rejects(promise, (e: unknown) => {
-    assert.ok(e instanceof GatewayError, `expected a GatewayError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    return true;
-  });
-}
+import { rejectsWith } from './helpers/errors.js';
 
 function seeded(key: string): SeedPractitioner {
   const found = ES_PRACTITIONERS.find((p) => p.practitionerId === `es-practitioner-${key}`);
