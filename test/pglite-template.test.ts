@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { chmod, chown, lstat, mkdir, mkdtemp, readdir, rm, stat, symlink, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { migrationsDir, readMigrations, runMigrations } from '../src/storage/migrate.js';
 import { openDb } from '../src/storage/open.js';
@@ -150,6 +150,21 @@ describe('PGlite data directories from a template', () => {
     await openPgliteDataDir(dir).then((db) => db.close());
     await chown(dir, 65534, 65534);
     await assert.rejects(openPgliteDataDir(dir), /belongs to another user/);
+  });
+
+  test('a template for other migrations goes once it is an hour old, when a new one is built', async () => {
+    const parent = join(root, 'f');
+    const dir = join(parent, TEMPLATE_DIR_NAME);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const old = join(dir, 'cluster-0123456789abcdef0123456789abcdef');
+    const recent = join(dir, 'cluster-fedcba9876543210fedcba9876543210');
+    const asideName = 'cluster-0123456789abcdef0123456789abcdef.unusable-1';
+    for (const d of [old, recent, join(dir, asideName)]) await mkdir(d);
+    const hourAgo = new Date(Date.now() - 2 * 3600_000);
+    await utimes(old, hourAgo, hourAgo);
+    await utimes(join(dir, asideName), hourAgo, hourAgo);
+    await openPgliteDataDir(join(parent, 'one')).then((db) => db.close());
+    assert.deepEqual((await readdir(dir)).sort(), [asideName, await templateName(), basename(recent)].sort());
   });
 
   test('the build child gets the module loaders of this process and none of its other flags', () => {

@@ -21,7 +21,8 @@
  *   database's content, such as consents. What fails these checks is not used: the cluster is
  *   created the usual way.
  * - The copy is made beside the data directory and renamed onto it, so a copy cut short is never
- *   taken for a cluster; left-overs of killed builds and copies go after an hour.
+ *   taken for a cluster; left-overs of killed builds and copies, and templates of other migrations
+ *   or PGlite versions, go after an hour.
  * - A copied cluster that does not open is moved aside together with its template (renamed
  *   `.unusable-<time>`, nothing deleted) and the cluster is created the usual way.
  * - An existing data directory that belongs to another user is refused, as PostgreSQL refuses one.
@@ -119,11 +120,14 @@ async function templateDir(realDataDir: string): Promise<string | undefined> {
   return (await isPrivate(dir, 'dir')) ? dir : undefined;
 }
 
-/** Left-overs of a build or restore that was killed (each is a cluster's size): gone after an hour. */
-async function removeStale(dir: string, prefix: string): Promise<void> {
+/**
+ * Left-overs (each a cluster's size) of a build or restore that was killed, or templates no longer
+ * wanted: removed once an hour old, so that nothing another process is still using goes.
+ */
+async function removeStale(dir: string, prefix: string, wanted: (name: string) => boolean = () => true): Promise<void> {
   const now = Date.now();
   for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (!name.startsWith(prefix)) continue;
+    if (!name.startsWith(prefix) || !wanted(name)) continue;
     const st = await lstat(join(dir, name)).catch(() => undefined);
     if (st !== undefined && now - st.mtimeMs > 3600_000) await rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined);
   }
@@ -135,6 +139,8 @@ async function removeStale(dir: string, prefix: string): Promise<void> {
  */
 async function buildTemplate(dir: string, migrations: string): Promise<void> {
   await removeStale(dirname(dir), '.build-');
+  // Templates for other migrations or another PGlite (39 MB each) are not used again here.
+  await removeStale(dirname(dir), 'cluster-', (name) => name !== basename(dir) && !name.includes('.unusable-'));
   const tmp = join(dirname(dir), `.build-${randomBytes(6).toString('hex')}`);
   try {
     await buildInChild(tmp, migrations);
