@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Db } from '../src/storage/db.js';
 import { generateDataKeyFile, loadDataKeys, type DataKeys } from '../src/outbox/data-keys.js';
-import { OutboxWorker, SubmissionStore } from '../src/outbox/outbox.js';
+import { OutboxWorker, SubmissionStore, type Lease } from '../src/outbox/outbox.js';
 import { openTestDb, testAdapters } from './helpers/db.js';
 
 const LEASE = 60;
@@ -52,6 +52,9 @@ for (const adapter of testAdapters()) {
       return view.trackingId;
     }
 
+    /** The lease of a row's first claim (each claim counts one attempt). */
+    const held = (trackingId: string, attempts = 1): Lease => ({ trackingId, attempts });
+
     async function claimIds(limit = 10, skip: string[] = []): Promise<string[]> {
       return (await store.claim(limit, LEASE, skip)).map((r) => r.tracking_id).sort();
     }
@@ -71,9 +74,9 @@ for (const adapter of testAdapters()) {
       assert.deepEqual(await claimIds(), [a1, b1, es1].sort());
       assert.deepEqual(await claimIds(), [], 'leased rows are not claimed again');
 
-      await store.markDelivered(a1, 'receipt');
+      assert.equal(await store.markDelivered(held(a1), 'receipt'), true);
       assert.deepEqual(await claimIds(), [a2]);
-      await store.markDelivered(a2, 'receipt');
+      assert.equal(await store.markDelivered(held(a2), 'receipt'), true);
       assert.deepEqual(await claimIds(), [a3]);
     });
 
@@ -83,10 +86,12 @@ for (const adapter of testAdapters()) {
       const a2 = await submit('A', 2);
       const b1 = await submit('B', 3);
       assert.deepEqual(await claimIds(), [a1, b1].sort());
-      await store.markRetry(a1, 3600, 'peer down');
-      await store.markDelivered(b1, 'receipt');
+      assert.equal(await store.markRetry(held(a1), 3600, 'peer down'), true);
+      assert.equal(await store.markDelivered(held(b1), 'receipt'), true);
       assert.deepEqual(await claimIds(), [], 'a2 must wait for a1');
-      await store.markFailed(a1, 'refused');
+      await db.query('UPDATE submissions SET next_attempt_at = now() WHERE tracking_id = $1', [a1]);
+      assert.deepEqual(await claimIds(), [a1], 'due again');
+      assert.equal(await store.markFailed(held(a1, 2), 'refused'), true);
       assert.deepEqual(await claimIds(), [a2]);
     });
 
@@ -105,6 +110,27 @@ for (const adapter of testAdapters()) {
         [[a1, 2]],
       );
       assert.deepEqual(await claimIds(), [es]);
+    });
+
+    test('an attempt that outlived its lease changes nothing once another attempt holds the row', async () => {
+      await fresh();
+      const a1 = await submit('A', 1);
+      const a2 = await submit('A', 2);
+      assert.deepEqual(await claimIds(), [a1]);
+      // The first attempt stalls past its lease; a second claims the row again (attempt 2).
+      await db.query(`UPDATE submissions SET lease_until = now() - interval '1 second' WHERE tracking_id = $1`, [a1]);
+      assert.deepEqual(await claimIds(), [a1]);
+      for (const late of [() => store.markRetry(held(a1), 1, 'late'), () => store.markFailed(held(a1), 'late'), () => store.markDelivered(held(a1), 'late')]) {
+        assert.equal(await late(), false, 'the stalled attempt no longer holds the row');
+      }
+      const row = (await db.query<{ status: string; attempts: number }>('SELECT status, attempts FROM submissions WHERE tracking_id = $1', [a1])).rows[0];
+      assert.deepEqual({ status: row?.status, attempts: Number(row?.attempts) }, { status: 'delivering', attempts: 2 });
+      assert.deepEqual(await claimIds(), [], 'a2 still waits behind the held a1');
+      assert.equal(await store.markDelivered(held(a1, 2), 'receipt'), true);
+      // Late outcomes of either attempt cannot reopen a delivered row.
+      assert.equal(await store.markRetry(held(a1, 2), 1, 'late'), false);
+      assert.equal(await store.markFailed(held(a1, 1), 'late'), false);
+      assert.deepEqual(await claimIds(), [a2]);
     });
 
     test('concurrent claims never hand out one row twice, nor two rows of one patient', async () => {
@@ -127,7 +153,7 @@ for (const adapter of testAdapters()) {
         for (const id of ids) {
           const patient = patientOf.get(id) ?? '';
           delivered.set(patient, [...(delivered.get(patient) ?? []), id]);
-          await store.markDelivered(id, 'receipt');
+          assert.equal(await store.markDelivered(held(id), 'receipt'), true);
         }
       }
       assert.deepEqual(Object.fromEntries(delivered), Object.fromEntries(order), 'every patient in submission order');

@@ -183,23 +183,36 @@ export class SubmissionStore {
     return Payload.parse(JSON.parse(plain.toString('utf8')));
   }
 
-  async markDelivered(trackingId: string, receipt: string): Promise<void> {
-    await this.#db.query(
-      "UPDATE submissions SET status = 'delivered', receipt_jws = $2, delivered_at = now(), lease_until = NULL, last_error = NULL WHERE tracking_id = $1",
-      [trackingId, receipt],
+  /*
+   * The three outcomes of a delivery attempt. Each applies only while the attempt still holds its
+   * lease: the row is 'delivering' with the attempt count its claim set (a fencing token). A worker
+   * that stalled past its lease, while another took the row over, must not set a delivered row
+   * back to queued or failed, nor release a row the other worker holds: that would put a document
+   * out twice and two of one patient's documents out at once. Each returns whether it applied.
+   */
+  async markDelivered(lease: Lease, receipt: string): Promise<boolean> {
+    const { rowCount } = await this.#db.query(
+      "UPDATE submissions SET status = 'delivered', receipt_jws = $3, delivered_at = now(), lease_until = NULL, last_error = NULL WHERE tracking_id = $1 AND status = 'delivering' AND attempts = $2",
+      [lease.trackingId, lease.attempts, receipt],
     );
+    return rowCount === 1;
   }
 
-  async markRetry(trackingId: string, delaySeconds: number, error: string): Promise<void> {
-    await this.#db.query(
-      "UPDATE submissions SET status = 'queued', next_attempt_at = now() + make_interval(secs => $2), lease_until = NULL, last_error = $3 WHERE tracking_id = $1",
-      [trackingId, delaySeconds, error],
+  async markRetry(lease: Lease, delaySeconds: number, error: string): Promise<boolean> {
+    const { rowCount } = await this.#db.query(
+      "UPDATE submissions SET status = 'queued', next_attempt_at = now() + make_interval(secs => $3), lease_until = NULL, last_error = $4 WHERE tracking_id = $1 AND status = 'delivering' AND attempts = $2",
+      [lease.trackingId, lease.attempts, delaySeconds, error],
     );
+    return rowCount === 1;
   }
 
   /** Dead letter: kept (never deleted undelivered), flagged failed with the reason. */
-  async markFailed(trackingId: string, error: string): Promise<void> {
-    await this.#db.query("UPDATE submissions SET status = 'failed', lease_until = NULL, last_error = $2 WHERE tracking_id = $1", [trackingId, error]);
+  async markFailed(lease: Lease, error: string): Promise<boolean> {
+    const { rowCount } = await this.#db.query(
+      "UPDATE submissions SET status = 'failed', lease_until = NULL, last_error = $3 WHERE tracking_id = $1 AND status = 'delivering' AND attempts = $2",
+      [lease.trackingId, lease.attempts, error],
+    );
+    return rowCount === 1;
   }
 
   /** Purges payloads of delivered submissions after the retention window; undelivered data stays. */
@@ -215,6 +228,12 @@ export class SubmissionStore {
     const { rows } = await this.#db.query<{ n: string | number }>("SELECT count(*) AS n FROM submissions WHERE status IN ('queued', 'delivering')");
     return Number(rows[0]?.n ?? 0);
   }
+}
+
+/** One delivery attempt's hold on a row: its id and the attempt count its claim set. */
+export interface Lease {
+  readonly trackingId: string;
+  readonly attempts: number;
 }
 
 export interface WorkerOptions {
@@ -329,9 +348,17 @@ export class OutboxWorker {
     return rows.length;
   }
 
+  #leaseLost(row: { tracking_id: string; country: string; attempts: unknown }, outcome: string): void {
+    this.#o.log.warn(
+      { trackingId: row.tracking_id, country: row.country, attempts: Number(row.attempts), outcome },
+      'delivery attempt outlived its lease; another attempt holds the submission, this outcome is dropped',
+    );
+  }
+
   async #deliver(row: Awaited<ReturnType<SubmissionStore['claim']>>[number]): Promise<void> {
     const { store, peers } = this.#o;
     const attempts = Number(row.attempts);
+    const lease: Lease = { trackingId: row.tracking_id, attempts };
     try {
       const payload = store.decryptPayload(row);
       const answer = await peers.call(
@@ -351,8 +378,13 @@ export class OutboxWorker {
       } catch (cause) {
         throw new GatewayError('peer.bad-response', 'receipt does not match the submission', { cause });
       }
-      await store.markDelivered(row.tracking_id, answer.payload.receipt);
       this.#breakers.delete(row.country);
+      if (!(await store.markDelivered(lease, answer.payload.receipt))) {
+        // The receiver keeps the first delivery of a message id; the attempt that holds the row now
+        // gets the same receipt and records it.
+        this.#leaseLost(row, 'delivered');
+        return;
+      }
       await this.#o.onDelivered?.({ trackingId: row.tracking_id, country: row.country, patientRef: row.patient_ref }, answer.payload.receipt);
     } catch (e) {
       const reason = e instanceof PeerRefusedError ? `${e.peerStatus} ${e.peerCode ?? ''}`.trim() : e instanceof GatewayError ? e.code : 'internal error';
@@ -365,10 +397,16 @@ export class OutboxWorker {
         if (b.failures >= (this.#o.breakerThreshold ?? 5)) b.openUntil = Date.now() + (this.#o.breakerOpenMs ?? 30_000);
         this.#breakers.set(row.country, b);
         const delay = backoffSeconds(attempts, this.#o.baseDelaySeconds ?? 1, this.#o.maxDelaySeconds ?? 300);
-        await store.markRetry(row.tracking_id, delay, reason);
+        if (!(await store.markRetry(lease, delay, reason))) {
+          this.#leaseLost(row, reason);
+          return;
+        }
         this.#o.log.warn({ trackingId: row.tracking_id, country: row.country, attempts, delay, reason }, 'delivery failed; will retry');
       } else {
-        await store.markFailed(row.tracking_id, reason);
+        if (!(await store.markFailed(lease, reason))) {
+          this.#leaseLost(row, reason);
+          return;
+        }
         this.#o.onDeadLetter?.({ trackingId: row.tracking_id, country: row.country }, reason);
         this.#o.log.error({ trackingId: row.tracking_id, country: row.country, reason }, 'delivery refused permanently; parked as dead letter');
       }
