@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import type { Db } from './db.js';
 import { createPgDb, type PgPoolOptions, type StorageLog } from './pg.js';
 import { createPgliteDb } from './pglite.js';
@@ -24,7 +23,6 @@ export async function openDb(opts: OpenDbOptions): Promise<Db> {
   // One embedded single-connection backend, no replication, no backups: not a production database.
   if (opts.production) throw new Error(PGLITE_IN_PRODUCTION_MESSAGE);
   if (opts.dataDir === undefined || opts.dataDir === 'memory://') return createPgliteDb({});
-  await mkdir(opts.dataDir, { recursive: true });
-  // A new cluster is restored from a template of a migrated one (pglite-template.ts).
+  // Created if missing; a new cluster is copied from a template of a migrated one (pglite-template.ts).
   return openPgliteDataDir(opts.dataDir, { log: opts.log });
 }

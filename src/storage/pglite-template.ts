@@ -65,11 +65,11 @@ export async function templateName(migrations: string = migrationsDir()): Promis
   return `cluster-${h.digest('hex').slice(0, 32)}`;
 }
 
-/** Owned by this user, not a symbolic link, nothing for group or others to write (or read). */
-async function isPrivate(path: string, kind: 'dir' | 'file'): Promise<boolean> {
+/** A directory owned by this user, not a symbolic link, nothing for group or others to write (or read). */
+async function isPrivateDir(path: string): Promise<boolean> {
   try {
     const st = await lstat(path);
-    if (kind === 'dir' ? !st.isDirectory() : !st.isFile()) return false;
+    if (!st.isDirectory()) return false;
     const uid = process.getuid?.();
     if (uid !== undefined && st.uid !== uid) return false;
     return (st.mode & 0o077) === 0;
@@ -117,7 +117,7 @@ async function templateDir(realDataDir: string): Promise<string | undefined> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
   }
-  return (await isPrivate(dir, 'dir')) ? dir : undefined;
+  return (await isPrivateDir(dir)) ? dir : undefined;
 }
 
 /**
@@ -224,7 +224,7 @@ export async function openPgliteDataDir(dataDir: string, opts: TemplateOptions =
   }
   const migrations = opts.migrations ?? migrationsDir();
   const template = join(parent, await templateName(migrations));
-  if (!(await isPrivate(template, 'dir'))) {
+  if (!(await isPrivateDir(template))) {
     try {
       await rm(template, { recursive: true, force: true });
       await buildTemplate(template, migrations);
