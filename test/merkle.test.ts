@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   canonicalJson,
   consistencyProof,
@@ -426,5 +429,59 @@ describe('canonical JSON (leaf data)', () => {
     assert.throws(() => canonicalJson({ b: 1n }), TypeError);
     assert.throws(() => canonicalJson([undefined]), TypeError);
     assert.throws(() => canonicalJson(undefined), TypeError);
+  });
+});
+
+describe('MerkleTree memory: a stored hash keeps nothing else alive', () => {
+  // The leaves the audit log reads back are small Buffers cut from Node's shared 8 KB pool (pg's
+  // bytea parsing, Buffer.from). A tree that kept such a Buffer, or a copy cut from the pool, kept
+  // the whole chunk alive: between two leaves the gateway allocates other pool buffers, so each leaf
+  // could hold 8 KB. This measures array-buffer memory after a full GC, not time.
+  // (The roots the tree computes are checked against the RFC vectors above.)
+  test('20,000 leaves cut from the pool between other allocations hold about 64 bytes each, not pool chunks', () => {
+    // In a child process with --expose-gc, so that the count after a full collection is exact.
+    const script = `
+      import { leafHash, MerkleTree } from ${JSON.stringify(pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'audit', 'merkle.ts')).href)};
+      gc();
+      const before = process.memoryUsage().arrayBuffers;
+      const tree = new MerkleTree();
+      let garbage;
+      for (let i = 0; i < 20000; i++) {
+        const h = Buffer.alloc(4);
+        h.writeUInt32BE(i);
+        tree.push(Buffer.from(leafHash(h)));
+        // What else the process cuts from the pool meanwhile (dropped at once).
+        garbage = Buffer.allocUnsafe(3000);
+      }
+      garbage = undefined;
+      // V8 frees the memory of dead array buffers on a background thread after a collection, so one
+      // reading straight after gc() can still count some of them: collect and read until two
+      // readings agree.
+      let held = Number.POSITIVE_INFINITY;
+      for (let round = 0; round < 50; round++) {
+        gc();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const now = process.memoryUsage().arrayBuffers - before;
+        if (now === held) break;
+        held = now;
+      }
+      process.stdout.write(JSON.stringify({ held, size: tree.size }));
+    `;
+    const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const { held, size } = JSON.parse(r.stdout) as { held: number; size: number };
+    assert.equal(size, 20_000);
+    // 20,000 leaves and 19,999 inner nodes at 32 bytes, rows doubling: at most ~2.6 MB (2.1 MB
+    // measured). A pool chunk kept per leaf or two would be 80-160 MB.
+    assert.ok(held < 6_000_000, `the tree holds ${held} bytes of array buffers`);
+  });
+
+  test('a hash read from the tree is a copy: changing it changes nothing stored', () => {
+    const tree = new MerkleTree(LEAF_HASHES.slice(0, 5));
+    const root = tree.root();
+    tree.leafHash(2).fill(0);
+    tree.root(4).fill(0);
+    assert.ok(tree.root().equals(root));
+    assert.ok(tree.leafHash(2).equals(LEAF_HASHES[2] ?? Buffer.alloc(0)));
   });
 });
