@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomInt, randomUUID, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import jose from 'node-jose';
 import {
+  decodeBase64url,
   REQUEST_TYP,
   RESPONSE_TYP,
   loadPrivateJwk,
@@ -751,5 +752,47 @@ void describe('replay stores', () => {
       await verifyRequest(jws, verifyOpts({ replay }));
       await rejectsWith(verifyRequest(jws, verifyOpts({ replay })), 'envelope.replayed');
     });
+  });
+});
+
+describe('strict base64url (decodeBase64url)', () => {
+  // The rule, written the plain way: only the URL-safe alphabet, no 4n+1 length, zero unused bits.
+  const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  function byTheRule(text: string): Buffer | undefined {
+    if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined;
+    const rest = text.length % 4;
+    if (rest === 1) return undefined;
+    if (rest !== 0 && (ALPHABET.indexOf(text.charAt(text.length - 1)) & (rest === 2 ? 0x0f : 0x03)) !== 0) return undefined;
+    return Buffer.from(text, 'base64url');
+  }
+  const OUTSIDE = ['+', '/', '=', ' ', '\n', '\t', '\r', '.', '!', '%', '\0', 'é', '\u00ad', '\u0100', '\ud800', '\uffff'];
+
+  test('accepts and refuses exactly what the rule does, on 50,000 random texts with stray characters', () => {
+    for (let i = 0; i < 50_000; i++) {
+      const mode = randomInt(4);
+      let text = mode === 0 ? randomBytes(randomInt(0, 40)).toString('base64url') : Array.from({ length: randomInt(0, 24) }, () => ALPHABET[randomInt(64)]).join('');
+      if (mode >= 2) {
+        for (let k = randomInt(1, 4); k > 0; k--) {
+          const at = randomInt(text.length + 1);
+          text = `${text.slice(0, at)}${OUTSIDE[randomInt(OUTSIDE.length)] ?? ''}${text.slice(at)}`;
+        }
+      }
+      if (mode === 3 && randomInt(2) === 0) text += '='.repeat(randomInt(1, 3));
+      const got = decodeBase64url(text);
+      const want = byTheRule(text);
+      assert.equal(got === undefined, want === undefined, `accept/refuse differs for ${JSON.stringify(text)}`);
+      if (got !== undefined && want !== undefined) assert.ok(got.equals(want), `bytes differ for ${JSON.stringify(text)}`);
+    }
+  });
+
+  test('refuses the standard alphabet, padding, whitespace and non-canonical last characters', () => {
+    for (const text of ['ab+c', 'ab/c', 'QQ==', 'QQ', 'QR', 'ab c', 'ab\nc', 'abcde', 'QUJD=', 'QUI']) {
+      const want = byTheRule(text);
+      assert.equal(decodeBase64url(text) === undefined, want === undefined, text);
+    }
+    assert.equal(decodeBase64url('QR'), undefined, 'unused bits set');
+    assert.equal(decodeBase64url('QUJ'), undefined, 'unused bits set');
+    assert.deepEqual(decodeBase64url('QUI'), Buffer.from('AB'));
+    assert.deepEqual(decodeBase64url(''), Buffer.alloc(0));
   });
 });

@@ -202,16 +202,23 @@ const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
  * string has exactly one accepted spelling. A length of 4n+1 encodes no byte string, and the bits
  * of the last character that carry no data (4 of them at 4n+2, 2 at 4n+3) must be zero, which is
  * what re-encoding the bytes would give, without re-encoding large parts.
+ *
+ * The alphabet is checked without a regular expression over the whole text (115 µs for a 93 KB
+ * answer, 4% of the consumer's CPU): Node's decoder skips every character outside its tables, so
+ * any such character makes the output shorter than 3/4 of the length (for lengths that are not
+ * 4n+1, one skipped character already drops a byte); and its tables accept exactly this alphabet
+ * plus the standard one's `+` and `/`, which are looked for directly.
  */
-function decodeBase64url(text: string): Buffer | undefined {
-  if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined;
+export function decodeBase64url(text: string): Buffer | undefined {
   const rest = text.length % 4;
   if (rest === 1) return undefined;
+  if (text.includes('+') || text.includes('/')) return undefined;
   if (rest !== 0) {
     const last = BASE64URL_ALPHABET.indexOf(text.charAt(text.length - 1));
-    if ((last & (rest === 2 ? 0x0f : 0x03)) !== 0) return undefined;
+    if (last < 0 || (last & (rest === 2 ? 0x0f : 0x03)) !== 0) return undefined;
   }
-  return Buffer.from(text, 'base64url');
+  const bytes = Buffer.from(text, 'base64url');
+  return bytes.length === Math.floor((text.length * 3) / 4) ? bytes : undefined;
 }
 
 /**
