@@ -5,18 +5,12 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { z } from 'zod';
+// Only what every command needs is imported up front; the rest per command (below), so that
+// `serve` can start opening its database while the gateway's own modules load.
 import { ConfigError, configPathFrom, loadConfig } from './config/load.js';
 import { createLogger } from './http/logger.js';
-import { createMetrics } from './http/metrics.js';
-import { createPeerClient, createTrustStore, serve } from './main.js';
-import { loadGatewayKeys } from './trust/keys.js';
-import { parseAnchorKeys, signingKeysFor, signTrustList, verifyTrustList } from './trust/trust-list.js';
-import { exportNdjson, exportToSyslog, SyslogTlsExporter } from './audit/export.js';
-import { verifyAuditLog } from './audit/verify.js';
-import { migrationsDir, runMigrations } from './storage/migrate.js';
-import { openDb } from './storage/open.js';
-import { initPki } from './trust/pki.js';
+import { openConfiguredDb } from './storage/open.js';
+import type * as Main from './main.js';
 
 const USAGE = `Usage: ncpeh <command> [options]
 
@@ -51,17 +45,29 @@ function requireConfig(values: { config?: string | undefined }): string {
 
 async function cmdServe(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
-  await serve(requireConfig(values));
+  const config = loadConfig(requireConfig(values));
+  const logger = createLogger({ level: config.log.level, country: config.country });
+  // Opened while the gateway's modules load (about a third of a second): a new PGlite directory is
+  // copied from its template on libuv's threads meanwhile, and PGlite's WebAssembly compiles on V8's.
+  const opening = openConfiguredDb(config, (msg, extra) => logger.warn(extra ?? {}, msg));
+  // Handled by startGateway, which awaits it; this only keeps a failure from counting as unhandled
+  // while the import below runs.
+  opening.catch(() => undefined);
+  let serve: typeof Main.serve;
+  try {
+    ({ serve } = await import('./main.js'));
+  } catch (e) {
+    await opening.then((db) => db.close()).catch(() => undefined);
+    throw e;
+  }
+  await serve(config, logger, opening);
 }
 
 async function cmdMigrate(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
   const config = loadConfig(requireConfig(values));
-  const db = await openDb({
-    databaseUrl: config.database.url,
-    dataDir: config.database.url === undefined ? config.database.dataDir : undefined,
-    production: process.env.NODE_ENV === 'production',
-  });
+  const { migrationsDir, runMigrations } = await import('./storage/migrate.js');
+  const db = await openConfiguredDb(config);
   try {
     const result = await runMigrations(db, migrationsDir(), (msg) => console.log(msg));
     console.log(`applied ${result.applied.length} migration(s); ${result.alreadyApplied} already applied`);
@@ -82,6 +88,7 @@ async function cmdPki(args: string[]): Promise<void> {
   const countries = values.countries.split(',').map((c) => c.trim().toUpperCase());
   const validDays = values['valid-days'] === undefined ? undefined : Number(values['valid-days']);
   if (validDays !== undefined && (!Number.isInteger(validDays) || validDays < 1)) throw new UsageError('--valid-days must be a positive whole number');
+  const { initPki } = await import('./trust/pki.js');
   const layout = await initPki({ outDir: values.out, countries, ...(validDays === undefined ? {} : { validDays }) });
   console.log(JSON.stringify(layout, null, 2));
 }
@@ -97,6 +104,7 @@ async function cmdTrustList(args: string[]): Promise<void> {
     if (values.in === undefined || values.key === undefined || values.out === undefined) {
       throw new UsageError('trust-list sign needs --in FILE --key ANCHOR_JWK --out FILE');
     }
+    const { signTrustList } = await import('./trust/trust-list.js');
     const jws = await signTrustList(await readJson(values.in), await readJson(values.key));
     await writeFile(values.out, jws);
     console.log(`signed ${values.in} -> ${values.out}`);
@@ -106,6 +114,7 @@ async function cmdTrustList(args: string[]): Promise<void> {
     const { values } = parseArgs({ args: rest, options: { file: { type: 'string' }, anchor: { type: 'string', multiple: true } }, strict: true });
     if (values.file === undefined || values.anchor === undefined) throw new UsageError('trust-list show needs --file FILE --anchor ANCHOR_PUB_JWK');
     const anchorKeys = await Promise.all(values.anchor.map(readJson));
+    const { parseAnchorKeys, verifyTrustList } = await import('./trust/trust-list.js');
     const { list } = await verifyTrustList((await readFile(values.file, 'utf8')).trim(), { anchorKeys: parseAnchorKeys(anchorKeys), now: new Date() });
     console.log(JSON.stringify(list, null, 2));
     return;
@@ -119,6 +128,12 @@ async function cmdPeer(args: string[]): Promise<void> {
   const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, country: { type: 'string' } }, strict: true });
   if (values.country === undefined) throw new UsageError('peer ping needs --country CC');
   const config = loadConfig(requireConfig(values));
+  const [{ createPeerClient, createTrustStore }, { createMetrics }, { loadGatewayKeys }, { z }] = await Promise.all([
+    import('./main.js'),
+    import('./http/metrics.js'),
+    import('./trust/keys.js'),
+    import('zod'),
+  ]);
   const logger = createLogger({ level: 'warn', country: config.country });
   const trust = await createTrustStore(config, logger, createMetrics({ country: config.country, defaultMetrics: false }));
   if ((await trust.load()) === 'rejected') throw new Error('the configured trust list was refused; see the log above');
@@ -163,11 +178,8 @@ async function cmdAuditExport(rest: string[]): Promise<void> {
   const config = loadConfig(requireConfig(values));
   const since = seqOption(values.since, '--since');
   const until = seqOption(values.until, '--until');
-  const db = await openDb({
-    databaseUrl: config.database.url,
-    dataDir: config.database.url === undefined ? config.database.dataDir : undefined,
-    production: process.env.NODE_ENV === 'production',
-  });
+  const { exportNdjson, exportToSyslog, SyslogTlsExporter } = await import('./audit/export.js');
+  const db = await openConfiguredDb(config);
   try {
     if (values.syslog === undefined) {
       const count = await exportNdjson(db, process.stdout, { ...(since === undefined ? {} : { since }), ...(until === undefined ? {} : { until }) });
@@ -202,17 +214,20 @@ async function cmdAudit(args: string[]): Promise<void> {
   if (sub !== 'verify') throw new UsageError(`unknown audit command "${sub ?? ''}"`);
   const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } }, strict: true });
   const config = loadConfig(requireConfig(values));
+  const [{ createTrustStore }, { createMetrics }, { loadGatewayKeys }, { signingKeysFor }, { verifyAuditLog }] = await Promise.all([
+    import('./main.js'),
+    import('./http/metrics.js'),
+    import('./trust/keys.js'),
+    import('./trust/trust-list.js'),
+    import('./audit/verify.js'),
+  ]);
   const keys = await loadGatewayKeys(config.keys);
   const logger = createLogger({ level: 'warn', country: config.country });
   const trust = await createTrustStore(config, logger, createMetrics({ country: config.country, defaultMetrics: false }));
   await trust.load();
   const list = trust.current();
   const peerKeys = list === undefined ? {} : Object.fromEntries(Object.keys(list.countries).map((cc) => [cc, { keys: signingKeysFor(list, cc) }]));
-  const db = await openDb({
-    databaseUrl: config.database.url,
-    dataDir: config.database.url === undefined ? config.database.dataDir : undefined,
-    production: process.env.NODE_ENV === 'production',
-  });
+  const db = await openConfiguredDb(config);
   try {
     const result = await verifyAuditLog(db, { signingKeys: { keys: keys.jwks.keys }, peerKeys });
     if (!result.ok) {

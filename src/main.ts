@@ -7,11 +7,9 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { buildGateway, type Gateway } from './app.js';
-import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { PeerClient } from './crossborder/peer-client.js';
 import type { Auditor } from './audit/auditor.js';
-import { createLogger } from './http/logger.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import type { Db } from './storage/db.js';
 import { migrationsDir, runMigrations } from './storage/migrate.js';
@@ -21,7 +19,7 @@ import { OutboxWorker } from './outbox/outbox.js';
 import { contentHash } from './outbox/submission-bundle.js';
 import { countryEntry, signingKeysFor } from './trust/trust-list.js';
 import { createServices } from './services.js';
-import { openDb } from './storage/open.js';
+import { openConfiguredDb } from './storage/open.js';
 import { loadGatewayKeys, type GatewayKeys } from './trust/keys.js';
 import { TrustStore } from './trust/trust-store.js';
 
@@ -96,22 +94,27 @@ export async function createPeerClient(config: Readonly<Config>, keys: GatewayKe
   return new PeerClient({ ourNcpId: config.ncpId, keys, trustList: () => trust.require(), tls: { cert, key, ca } });
 }
 
-export async function startGateway(config: Readonly<Config>, logger: Logger): Promise<RunningGateway> {
+/**
+ * @param opening the database, when the caller started opening it already (`ncpeh serve` does so
+ *   before it loads the gateway's modules, so that a new PGlite directory is copied meanwhile)
+ */
+export async function startGateway(config: Readonly<Config>, logger: Logger, opening?: Promise<Db>): Promise<RunningGateway> {
   // Milliseconds since the process started (performance.now()), per phase: reported when ready.
   const startup: Record<string, number> = { modulesLoaded: Math.round(performance.now()) };
-  const production = process.env.NODE_ENV === 'production';
-  const keys = await loadGatewayKeys(config.keys);
   const metrics = createMetrics({ country: config.country });
   let peerClient: PeerClient | undefined;
   let auditor: Auditor | undefined;
-  const trust = await createTrustStore(config, logger, metrics, () => void peerClient?.reset(), () => auditor);
-  const db = await openDb({
-    databaseUrl: config.database.url,
-    dataDir: config.database.url === undefined ? config.database.dataDir : undefined,
-    production,
-    pool: { max: config.database.poolMax },
-    log: (msg, extra) => logger.warn(extra ?? {}, msg),
-  });
+  let keys: GatewayKeys;
+  let trust: TrustStore;
+  try {
+    keys = await loadGatewayKeys(config.keys);
+    trust = await createTrustStore(config, logger, metrics, () => void peerClient?.reset(), () => auditor);
+  } catch (e) {
+    // A database the caller began to open is closed, not left to the process's end.
+    await opening?.then((db) => db.close()).catch(() => undefined);
+    throw e;
+  }
+  const db = await (opening ?? openConfiguredDb(config, (msg, extra) => logger.warn(extra ?? {}, msg)));
   startup['databaseOpen'] = Math.round(performance.now());
   const timers: NodeJS.Timeout[] = [];
   const stoppers: Array<() => void> = [];
@@ -217,13 +220,14 @@ export async function startGateway(config: Readonly<Config>, logger: Logger): Pr
   }
 }
 
-/** `ncpeh serve`: runs until SIGTERM/SIGINT, then shuts down gracefully and exits 0. */
-export async function serve(configPath: string): Promise<void> {
-  const config = loadConfig(configPath);
-  const logger = createLogger({ level: config.log.level, country: config.country });
+/**
+ * `ncpeh serve`: runs until SIGTERM/SIGINT, then shuts down gracefully and exits 0. `opening` as for
+ * startGateway.
+ */
+export async function serve(config: Readonly<Config>, logger: Logger, opening?: Promise<Db>): Promise<void> {
   let running: RunningGateway;
   try {
-    running = await startGateway(config, logger);
+    running = await startGateway(config, logger, opening);
   } catch (e) {
     logger.fatal({ err: e }, 'gateway failed to start');
     logger.flush();

@@ -1,3 +1,4 @@
+import type { Config } from '../config/schema.js';
 import type { Db } from './db.js';
 import { createPgDb, type PgPoolOptions, type StorageLog } from './pg.js';
 import { createPgliteDb } from './pglite.js';
@@ -25,4 +26,15 @@ export async function openDb(opts: OpenDbOptions): Promise<Db> {
   if (opts.dataDir === undefined || opts.dataDir === 'memory://') return createPgliteDb({});
   // Created if missing; a new cluster is copied from a template of a migrated one (pglite-template.ts).
   return openPgliteDataDir(opts.dataDir, { log: opts.log });
+}
+
+/** The database a configuration names (`database.url`, else PGlite in `database.dataDir`). */
+export function openConfiguredDb(config: Readonly<Config>, log?: StorageLog): Promise<Db> {
+  return openDb({
+    databaseUrl: config.database.url,
+    dataDir: config.database.url === undefined ? config.database.dataDir : undefined,
+    production: process.env.NODE_ENV === 'production',
+    pool: { max: config.database.poolMax },
+    log,
+  });
 }
