@@ -26,6 +26,7 @@ import { portalRoutes } from './portal/routes.js';
 import type { GatewayServices } from './services.js';
 import { registerCommon, serverOptions } from './http/common.js';
 import type { Metrics } from './http/metrics.js';
+import { WorkLimiter } from './http/work-limiter.js';
 import { registerOpenApi } from './http/openapi.js';
 import type { Db } from './storage/db.js';
 import type { GatewayKeys } from './trust/keys.js';
@@ -272,6 +273,17 @@ export async function buildPeerApp(deps: GatewayDeps): Promise<FastifyInstance> 
     replay: deps.services.replay,
     operations: [pingOperation, ...providerOperations(deps), ...(deps.peerOperations ?? [])],
     clockSkewSeconds: deps.config.policy.clockSkewSeconds,
+    limiter: new WorkLimiter({
+      concurrency: deps.config.capacity.peerOperations,
+      maxQueuedPerKey: deps.config.capacity.queuePerKey,
+      maxQueued: deps.config.capacity.queueTotal,
+      queueTimeoutMs: deps.config.capacity.queueTimeoutMs,
+      onChange: (running, queued) => {
+        deps.metrics.workRunning.set({ pool: 'peer-operations', key: 'all' }, running);
+        deps.metrics.workQueued.set({ pool: 'peer-operations', key: 'all' }, queued);
+      },
+      onRefused: (_country, reason) => deps.metrics.workRefused.inc({ pool: 'peer-operations', reason }),
+    }),
     checkpoint: (fromSize) => checkpointForPeer(deps.services.auditLog, fromSize),
     onRefused: async (refusal) =>
       deps.services.audit.record({

@@ -19,6 +19,7 @@ import { loadDataKeys } from './outbox/data-keys.js';
 import { SubmissionStore } from './outbox/outbox.js';
 import type { Db } from './storage/db.js';
 import type { Metrics } from './http/metrics.js';
+import { KeyedWorkLimiters } from './http/work-limiter.js';
 import type { GatewayKeys } from './trust/keys.js';
 import { countryEntry, signingKeysFor, type TrustList } from './trust/trust-list.js';
 
@@ -66,6 +67,16 @@ export async function createServices(opts: {
     keys: opts.keys,
     trustList: () => opts.trust.require(),
     tls: { cert, key, ca },
+    slots: new KeyedWorkLimiters({
+      concurrency: config.capacity.perPeer,
+      maxQueuedPerKey: config.capacity.queuePerKey,
+      queueTimeoutMs: config.capacity.queueTimeoutMs,
+      onChange: (country, running, queued) => {
+        opts.metrics.workRunning.set({ pool: 'per-peer', key: country }, running);
+        opts.metrics.workQueued.set({ pool: 'per-peer', key: country }, queued);
+      },
+      onRefused: (_country, reason) => opts.metrics.workRefused.inc({ pool: 'per-peer', reason }),
+    }),
     witness: {
       lastSize: (country) => auditLog.lastWitnessedSize(country),
       record: async (country, checkpoint, askedFrom) => {

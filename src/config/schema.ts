@@ -4,6 +4,7 @@
  * docs/configuration.md is generated from the `.describe()` texts here.
  */
 import { z } from 'zod';
+import { CAPACITY_DEFAULTS } from '../http/work-limiter.js';
 
 const countryCode = z
   .string()
@@ -196,6 +197,35 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    capacity: z
+      .object({
+        peerOperations: z
+          .number()
+          .int()
+          .min(1)
+          .max(256)
+          .default(CAPACITY_DEFAULTS.concurrency)
+          .describe('Peer requests (other countries asking us) worked on at once; the rest queue, countries taking turns'),
+        perPeer: z
+          .number()
+          .int()
+          .min(1)
+          .max(256)
+          .default(CAPACITY_DEFAULTS.concurrency)
+          .describe('Cross-border requests of our EHRs and viewer in flight to one peer country at once; the rest queue'),
+        queuePerKey: z.number().int().min(0).max(10000).default(CAPACITY_DEFAULTS.maxQueuedPerKey).describe('Requests that may wait per peer country; one more is refused with service.busy (503)'),
+        queueTotal: z.number().int().min(0).max(100000).default(CAPACITY_DEFAULTS.maxQueued).describe('Peer requests that may wait for all countries together (each holds its body, up to peer.bodyLimitBytes)'),
+        queueTimeoutMs: z
+          .number()
+          .int()
+          .min(100)
+          .max(8000)
+          .default(CAPACITY_DEFAULTS.queueTimeoutMs)
+          .describe('A request that waited this long is refused with service.busy (503); below the API listener\'s 10 s idle timeout and the peer client\'s 15 s, so the refusal reaches the caller'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Bulkheads: how many Patient Summaries a gateway holds in work at once (memory stays bounded under any load)'),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -8,6 +8,7 @@ import type { Auditor } from '../audit/auditor.js';
 import { FHIR_JSON } from '../http/error-handler.js';
 import { requireHcp, type GuardOptions } from '../identity/guards.js';
 import { identifyAbroad, summaryFromAbroad } from './consumer.js';
+import { callerLeft } from '../http/work-limiter.js';
 import type { PeerClient } from './peer-client.js';
 
 export interface ConsumerRoutesOptions {
@@ -63,13 +64,18 @@ export const consumerRoutes: FastifyPluginAsyncZod<ConsumerRoutesOptions> = asyn
         response: { 200: IdentifyAnswer },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { token, assertion } = await requireHcp(request, opts.guard);
       const body = request.body;
-      const result = await identifyAbroad(
-        deps,
-        { token, assertion, remoteAddress: request.ip, requestId: request.id },
-        { country: body.country, identifier: body.identifier, birthDate: body.birthDate, familyName: body.name?.family },
+      const result = await opts.peers.withSlot(
+        body.country,
+        () =>
+          identifyAbroad(
+            deps,
+            { token, assertion, remoteAddress: request.ip, requestId: request.id },
+            { country: body.country, identifier: body.identifier, birthDate: body.birthDate, familyName: body.name?.family },
+          ),
+        { signal: callerLeft(reply) },
       );
       return { outcome: result.outcome, matches: result.matches.map((m) => ({ country: body.country, ...m })) };
     },
@@ -89,16 +95,25 @@ export const consumerRoutes: FastifyPluginAsyncZod<ConsumerRoutesOptions> = asyn
       const { token, assertion } = await requireHcp(request, opts.guard);
       const { country, ref } = request.params;
       const wanted = request.query.section === undefined ? undefined : [request.query.section].flat();
-      const summary = await summaryFromAbroad(deps, { token, assertion, remoteAddress: request.ip, requestId: request.id }, country, ref, wanted);
-      const signedAt = summary.signedAt.toISOString();
-      // Provenance travels with the document as FHIR Bundle.signature: the provider's own JWS over
-      // the answer (sigFormat application/jose), verifiable against its trust-list keys.
-      const body = withSignature(summary.bundle, {
-        type: [{ system: 'urn:iso-astm:E1762-95:2013', code: '1.2.840.10065.1.12.1.5', display: 'Verification Signature' }],
-        when: signedAt,
-        who: { identifier: { system: 'urn:ncpeh:ncp', value: summary.signerNcpId }, display: `National Contact Point ${country}` },
-        sigFormat: 'application/jose',
-      }, summary.jws);
+      // The peer's answer is opened, checked, audited and serialised inside the peer's bulkhead:
+      // that is where the document is in memory several times over.
+      const { summary, signedAt, body } = await opts.peers.withSlot(
+        country,
+        async () => {
+          const summary = await summaryFromAbroad(deps, { token, assertion, remoteAddress: request.ip, requestId: request.id }, country, ref, wanted);
+          const signedAt = summary.signedAt.toISOString();
+          // Provenance travels with the document as FHIR Bundle.signature: the provider's own JWS over
+          // the answer (sigFormat application/jose), verifiable against its trust-list keys.
+          const body = withSignature(summary.bundle, {
+            type: [{ system: 'urn:iso-astm:E1762-95:2013', code: '1.2.840.10065.1.12.1.5', display: 'Verification Signature' }],
+            when: signedAt,
+            who: { identifier: { system: 'urn:ncpeh:ncp', value: summary.signerNcpId }, display: `National Contact Point ${country}` },
+            sigFormat: 'application/jose',
+          }, summary.jws);
+          return { summary, signedAt, body };
+        },
+        { signal: callerLeft(reply) },
+      );
       return reply
         .header('content-type', FHIR_JSON)
         .header('x-ncpeh-signed-by', summary.signerNcpId)

@@ -46,6 +46,8 @@ function isErrorCode(code: string): code is ErrorCode {
 export function relayPeerRefusal(e: unknown): never {
   if (e instanceof PeerRefusedError) {
     if (e.peerCode !== undefined && RELAYED.has(e.peerCode) && isErrorCode(e.peerCode)) throw new GatewayError(e.peerCode, undefined, { cause: e });
+    // The peer's bulkhead is full: a retry in a moment can succeed, unlike with a peer that is down.
+    if (e.peerCode === 'service.busy') throw new GatewayError('service.busy', 'the peer gateway is at capacity', { cause: e, retryAfter: 1 });
     if (e.peerStatus >= 500) throw new GatewayError('peer.unreachable', `peer answered ${e.peerStatus}`, { cause: e, retryAfter: 30 });
   }
   throw e;

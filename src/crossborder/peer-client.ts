@@ -8,6 +8,7 @@ import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { Agent, errors as undiciErrors, request } from 'undici';
 import type { z } from 'zod';
 import { GatewayError } from '../http/errors.js';
+import { CAPACITY_DEFAULTS, KeyedWorkLimiters, type RunOptions } from '../http/work-limiter.js';
 import type { GatewayKeys } from '../trust/keys.js';
 import { PEER_CIPHERS, PEER_TLS_MIN_VERSION, sha256Hex } from '../trust/peer-tls.js';
 import { countryEntry, serverFingerprintsFor, type TrustList } from '../trust/trust-list.js';
@@ -26,6 +27,11 @@ export interface PeerClientOptions {
   readonly bodyTimeoutMs?: number;
   readonly maxResponseBytes?: number;
   readonly now?: () => Date;
+  /**
+   * The per-country bulkhead `withSlot` runs in (config `capacity`); by default 8 at once and 64
+   * waiting per country, for at most 4 s.
+   */
+  readonly slots?: KeyedWorkLimiters;
   /**
    * Witnessing of peers' audit logs: the size we last witnessed goes out with each request, and the
    * checkpoint (with its consistency proof) that comes back is recorded. A refused checkpoint
@@ -97,9 +103,22 @@ export interface PeerAnswer<T = unknown> {
 export class PeerClient {
   readonly #opts: PeerClientOptions;
   readonly #agents = new Map<string, Agent>();
+  readonly #slots: KeyedWorkLimiters;
 
   constructor(opts: PeerClientOptions) {
     this.#opts = opts;
+    this.#slots = opts.slots ?? new KeyedWorkLimiters(CAPACITY_DEFAULTS);
+  }
+
+  /**
+   * Runs `work` (calls to `country` and what is done with their answers) in that country's
+   * bulkhead: at most so many at once per peer, so a slow or dead peer holds its own slots only,
+   * and the answers in memory at once stay bounded. Refuses with `service.busy` when it is full.
+   */
+  withSlot<T>(country: string, work: () => Promise<T>, opts?: RunOptions): Promise<T> {
+    // Only countries of the trust list get a bulkhead (and metric series) of their own.
+    countryEntry(this.#opts.trustList(), country);
+    return this.#slots.run(country, work, opts);
   }
 
   #agentFor(country: string): Agent {

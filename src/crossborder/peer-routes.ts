@@ -7,6 +7,7 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { GatewayError } from '../http/errors.js';
+import { CAPACITY_DEFAULTS, callerLeft, WorkLimiter } from '../http/work-limiter.js';
 import type { GatewayKeys } from '../trust/keys.js';
 import { authenticatePeerSocket } from '../trust/peer-tls.js';
 import { countryEntry, encryptionKeyFor, signingKeysFor, type TrustList } from '../trust/trust-list.js';
@@ -44,6 +45,11 @@ export interface PeerRoutesOptions {
    * so each peer witnesses our log (issue 7).
    */
   readonly checkpoint?: (fromSize: number | undefined) => Promise<unknown>;
+  /**
+   * The bulkhead every peer operation runs in, keyed by the calling country (config `capacity`);
+   * by default 8 at once, 64 waiting per country and 256 in all, at most 4 s.
+   */
+  readonly limiter?: WorkLimiter;
   /** Audit hook for refused peer requests (certificate, envelope or HCP assertion checks). */
   readonly onRefused?: (refusal: { code: string; country: string | undefined; remoteAddress: string; requestId: string }) => Promise<void>;
 }
@@ -96,10 +102,14 @@ export const peerRoutes: FastifyPluginAsync<PeerRoutesOptions> = async (app: Fas
     });
   }
 
-  // Authenticate the connection before anything is read or parsed.
+  const limiter = opts.limiter ?? new WorkLimiter(CAPACITY_DEFAULTS);
+
+  // Authenticate the connection before anything is read or parsed; an operation that could not be
+  // worked on is refused before its body is read.
   app.addHook('onRequest', async (request) => {
     const list = opts.trustList();
     request.peerCountry = authenticatePeerSocket(request.raw.socket, list, opts.ourCountry, now());
+    if (request.method === 'POST') limiter.checkRoom(request.peerCountry);
   });
 
   if (opts.checkpoint !== undefined) {
@@ -121,26 +131,33 @@ export const peerRoutes: FastifyPluginAsync<PeerRoutesOptions> = async (app: Fas
     app.post(op.path, { schema: { hide: true } }, async (request, reply) => {
       const country = request.peerCountry;
       if (country === undefined) throw new GatewayError('peer.certificate-required');
-      if (typeof request.body !== 'string') throw new GatewayError('request.unsupported-media-type');
-      const list = opts.trustList();
-      const caller = countryEntry(list, country);
-      checkIssuerMatchesCertificate(request.body, caller.ncpId);
-      const verified = await verifyRequest(request.body, {
-        trustedKeys: { keys: signingKeysFor(list, country) },
-        expectedIss: caller.ncpId,
-        expectedAud: opts.ourNcpId,
-        now: now(),
-        skewSeconds: opts.clockSkewSeconds,
-        replay: opts.replay,
-      });
-      const result = await op.handle({ country, request: verified, requestId: request.id, remoteAddress: request.ip }, request);
-      const auditFrom = z.number().int().nonnegative().optional().safeParse(verified.claims['auditFrom']);
-      const checkpoint = opts.checkpoint === undefined ? undefined : await opts.checkpoint(auditFrom.success ? auditFrom.data : undefined);
-      const sealed = await sealResponse(
-        { inResponseTo: verified.jti, result, ...(checkpoint === undefined ? {} : { checkpoint }) },
-        { signingKey: opts.keys.signing, recipientKey: encryptionKeyFor(list, country), now: now() },
-      );
+      const body = request.body;
+      if (typeof body !== 'string') throw new GatewayError('request.unsupported-media-type');
+      // Queued by the certificate's country, after the connection was authenticated: an unknown
+      // caller never takes a place in the queue.
+      const sealed = await limiter.run(country, () => answer(country, body, request, op), { signal: callerLeft(reply) });
       return reply.code(200).header('content-type', JOSE_MEDIA_TYPE).send(sealed);
     });
+  }
+
+  async function answer(country: string, body: string, request: FastifyRequest, op: PeerOperation): Promise<string> {
+    const list = opts.trustList();
+    const caller = countryEntry(list, country);
+    checkIssuerMatchesCertificate(body, caller.ncpId);
+    const verified = await verifyRequest(body, {
+      trustedKeys: { keys: signingKeysFor(list, country) },
+      expectedIss: caller.ncpId,
+      expectedAud: opts.ourNcpId,
+      now: now(),
+      skewSeconds: opts.clockSkewSeconds,
+      replay: opts.replay,
+    });
+    const result = await op.handle({ country, request: verified, requestId: request.id, remoteAddress: request.ip }, request);
+    const auditFrom = z.number().int().nonnegative().optional().safeParse(verified.claims['auditFrom']);
+    const checkpoint = opts.checkpoint === undefined ? undefined : await opts.checkpoint(auditFrom.success ? auditFrom.data : undefined);
+    return sealResponse(
+      { inResponseTo: verified.jti, result, ...(checkpoint === undefined ? {} : { checkpoint }) },
+      { signingKey: opts.keys.signing, recipientKey: encryptionKeyFor(list, country), now: now() },
+    );
   }
 };

@@ -50,6 +50,7 @@ export const ERROR_CATALOGUE = {
   // process and dependencies
   'internal.error': { status: 500, issueType: 'exception', title: 'Internal error; quote the correlation id to the operator', exposeDetail: false },
   'service.unavailable': { status: 503, issueType: 'transient', title: 'A dependency is unavailable; retry later', exposeDetail: false },
+  'service.busy': { status: 503, issueType: 'throttled', title: 'The gateway is at capacity; retry after the Retry-After delay', exposeDetail: false },
   'storage.unavailable': { status: 503, issueType: 'transient', title: 'The database is unavailable; retry later', exposeDetail: false },
   // peer gateways and trust (src/trust, src/crossborder)
   'peer.certificate-required': { status: 401, issueType: 'security', title: 'A trusted client certificate is required', exposeDetail: false },

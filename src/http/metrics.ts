@@ -19,6 +19,10 @@ export interface Metrics {
   readonly deadLetters: Counter<'peer'>;
   readonly deliveries: Counter<'peer'>;
   readonly trustListNextUpdate: Gauge;
+  /** Bulkheads (src/http/work-limiter.ts): pieces of work running and waiting, and refusals. */
+  readonly workRunning: Gauge<'pool' | 'key'>;
+  readonly workQueued: Gauge<'pool' | 'key'>;
+  readonly workRefused: Counter<'pool' | 'reason'>;
 }
 
 export function createMetrics(opts: { country: string; defaultMetrics?: boolean }): Metrics {
@@ -78,6 +82,24 @@ export function createMetrics(opts: { country: string; defaultMetrics?: boolean 
     trustListNextUpdate: new Gauge({
       name: 'ncpeh_trust_list_next_update_seconds',
       help: 'nextUpdate of the trust list in force, as Unix time; alert when it nears',
+      registers: [registry],
+    }),
+    workRunning: new Gauge({
+      name: 'ncpeh_work_running',
+      help: 'Heavy requests being worked on, by bulkhead (peer-operations, per-peer) and key (all, or the peer country)',
+      labelNames: ['pool', 'key'],
+      registers: [registry],
+    }),
+    workQueued: new Gauge({
+      name: 'ncpeh_work_queued',
+      help: 'Heavy requests waiting for a slot, by bulkhead and key',
+      labelNames: ['pool', 'key'],
+      registers: [registry],
+    }),
+    workRefused: new Counter({
+      name: 'ncpeh_work_refused_total',
+      help: 'Requests refused with service.busy because a bulkhead queue was full or the wait too long',
+      labelNames: ['pool', 'reason'],
       registers: [registry],
     }),
   };

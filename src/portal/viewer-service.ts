@@ -143,7 +143,7 @@ function consumerDeps(deps: ViewerDeps): ConsumerDeps {
 
 /** The same identification as `POST /api/v1/cross-border/patients/$identify` (src/crossborder/consumer.ts). */
 export async function identifyPatient(deps: ViewerDeps, hcp: { token: string; assertion: HcpAssertion }, q: IdentifyQuery, meta: RequestMeta): Promise<DiscoveryResult> {
-  return identifyAbroad(consumerDeps(deps), { ...hcp, ...meta }, q);
+  return deps.services.peers.withSlot(q.country, () => identifyAbroad(consumerDeps(deps), { ...hcp, ...meta }, q));
 }
 
 /** The same summary as `GET /api/v1/cross-border/patients/:country/:ref/summary`. */
@@ -154,7 +154,7 @@ export async function fetchSummary(
   ref: string,
   meta: RequestMeta,
 ): Promise<FetchedSummary> {
-  return summaryFromAbroad(consumerDeps(deps), { ...hcp, ...meta }, country, ref);
+  return deps.services.peers.withSlot(country, () => summaryFromAbroad(consumerDeps(deps), { ...hcp, ...meta }, country, ref));
 }
 
 /** LOINC 34109-9 "Note": the document type of a free-text clinical note. */

@@ -65,7 +65,7 @@ export interface PreparedCountry {
 export async function prepareCountry(
   deployment: TestDeployment,
   country: WorldCountry,
-  opts: { clientLabel: string; breakGlass?: 'allowed' | 'forbidden'; fastRetry?: boolean },
+  opts: { clientLabel: string; breakGlass?: 'allowed' | 'forbidden'; fastRetry?: boolean; configure?: (country: WorldCountry, doc: Record<string, unknown>) => void },
 ): Promise<PreparedCountry> {
   const lc = country.toLowerCase();
   const apiPort = await freePort();
@@ -97,6 +97,7 @@ export async function prepareCountry(
       policy: { clockSkewSeconds: 60, breakGlass: opts.breakGlass ?? 'forbidden', hcpAssertionTtlSeconds: 3600 },
       ...(opts.fastRetry === true ? { submissions: { retry: { baseDelaySeconds: 1, maxDelaySeconds: 2, breakerThreshold: 3, breakerOpenSeconds: 1, leaseSeconds: 3 } } } : {}),
     });
+    opts.configure?.(country, doc);
     await writeFile(configFile, JSON.stringify(doc, null, 2));
     return { country, apiUrl, configFile, fhir, eid, client };
   } catch (e) {
@@ -144,7 +145,15 @@ export async function citizenSignInAt(cw: Pick<PreparedCountry, 'apiUrl'>, perso
   return body.access_token;
 }
 
-export async function startWorld(opts: { breakGlass?: 'allowed' | 'forbidden'; persistent?: boolean; fastRetry?: boolean } = {}): Promise<World> {
+export async function startWorld(
+  opts: {
+    breakGlass?: 'allowed' | 'forbidden';
+    persistent?: boolean;
+    fastRetry?: boolean;
+    /** Changes a country's configuration document before its gateway starts. */
+    configure?: (country: WorldCountry, doc: Record<string, unknown>) => void;
+  } = {},
+): Promise<World> {
   const deployment = await createTestDeployment({ countries: ['DK', 'ES'] });
   const parts: Partial<Record<WorldCountry, CountryWorld>> = {};
   const databases: Partial<Record<WorldCountry, TestDatabase>> = {};
@@ -156,6 +165,7 @@ export async function startWorld(opts: { breakGlass?: 'allowed' | 'forbidden'; p
         clientLabel: 'test',
         ...(opts.breakGlass === undefined ? {} : { breakGlass: opts.breakGlass }),
         ...(opts.fastRetry === undefined ? {} : { fastRetry: opts.fastRetry }),
+        ...(opts.configure === undefined ? {} : { configure: opts.configure }),
       });
       closers.push(() => fhir.close());
       closers.push(() => eid.close());
