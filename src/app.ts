@@ -4,8 +4,6 @@
  * their own (in-memory PGlite, generated keys) and use `inject` or real listeners.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer as createHttpServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import cookie from '@fastify/cookie';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -30,7 +28,8 @@ import { WorkLimiter } from './http/work-limiter.js';
 import { registerOpenApi } from './http/openapi.js';
 import type { Db } from './storage/db.js';
 import type { GatewayKeys } from './trust/keys.js';
-import { disableRenegotiation, PEER_CIPHERS, PEER_TLS_MIN_VERSION } from './trust/peer-tls.js';
+import { disableRenegotiation } from './trust/peer-tls.js';
+import { createPeerServer } from './http/peer-server.js';
 import { jwksRoutes } from './trust/routes.js';
 import type { TrustList } from './trust/trust-list.js';
 
@@ -67,7 +66,7 @@ export interface Gateway {
   readonly peer: FastifyInstance;
 }
 
-/** Request timeouts: slow-loris protection on both listeners. */
+/** Request timeouts of the API listener: slow-loris protection (the peer listener's: http/peer-server.ts). */
 const REQUEST_TIMEOUT_MS = 30_000;
 const CONNECTION_TIMEOUT_MS = 10_000;
 
@@ -219,26 +218,13 @@ export async function buildPeerApp(deps: GatewayDeps): Promise<FastifyInstance> 
   const app = Fastify({
     loggerInstance: childLogger(deps, 'peer'),
     bodyLimit: deps.config.peer.bodyLimitBytes,
-    requestTimeout: REQUEST_TIMEOUT_MS,
-    connectionTimeout: CONNECTION_TIMEOUT_MS,
     return503OnClosing: true,
     ...serverOptions(),
     // One instance type for both cases: the peer listener is an https.Server demanding client
-    // certificates whenever TLS material is given (always, outside of inject tests).
-    serverFactory: (handler) =>
-      tls === undefined
-        ? createHttpServer(handler)
-        : createHttpsServer(
-            {
-              ...tls,
-              requestCert: true,
-              rejectUnauthorized: true,
-              minVersion: PEER_TLS_MIN_VERSION,
-              ciphers: PEER_CIPHERS,
-              honorCipherOrder: true,
-            },
-            handler,
-          ),
+    // certificates whenever TLS material is given (always, outside of inject tests). It sets its
+    // own timeouts (http/peer-server.ts): Fastify applies its timeout options only to servers it
+    // creates itself.
+    serverFactory: (handler) => createPeerServer(handler, tls),
   });
   await registerCommon(app, { listener: 'peer', metrics: deps.metrics });
   // A client certificate is judged once per connection (peer-tls.ts): no renegotiation may swap it.
