@@ -13,6 +13,7 @@ import { peerRoutes, pingOperation, type PeerOperation } from './crossborder/pee
 import { accessLogRoutes, checkpointForPeer } from './audit/routes.js';
 import { consentRoutes } from './consent/routes.js';
 import { consumerRoutes } from './crossborder/consumer-routes.js';
+import { PEER_CALL_TIMEOUT_MS } from './crossborder/peer-client.js';
 import { discoveryOperation, summaryOperation } from './crossborder/provider.js';
 import { documentsOperation, gpNotifier } from './crossborder/receiver.js';
 import { citizenReadingsRoutes } from './national/citizen-routes.js';
@@ -66,9 +67,20 @@ export interface Gateway {
   readonly peer: FastifyInstance;
 }
 
-/** Request timeouts of the API listener: slow-loris protection (the peer listener's: http/peer-server.ts). */
+/** The API listener's request timeout: slow-loris protection (the peer listener's: http/peer-server.ts). */
 const REQUEST_TIMEOUT_MS = 30_000;
-const CONNECTION_TIMEOUT_MS = 10_000;
+
+/**
+ * The API listener's socket idle timeout while a request is in work (Fastify's connectionTimeout;
+ * idle keep-alive connections have their own, 72 s). It closes connections whose client stopped
+ * reading, and must stay above the longest a request may legitimately be silent: waiting for the
+ * national FHIR server, or for a slot for a peer country and then the peer call. Below that the
+ * listener dropped the connection of an EHR waiting on a slow peer without any answer, instead of
+ * letting `peer.unreachable` reach it.
+ */
+export function apiIdleTimeoutMs(config: Readonly<Config>): number {
+  return Math.max(config.nationalFhir?.timeoutMs ?? 0, config.capacity.queueTimeoutMs + PEER_CALL_TIMEOUT_MS) + 10_000;
+}
 
 function childLogger(deps: GatewayDeps, listener: 'api' | 'peer'): FastifyBaseLogger {
   return deps.logger.child({ listener });
@@ -115,7 +127,7 @@ export async function buildApiApp(deps: GatewayDeps): Promise<FastifyInstance> {
     loggerInstance: childLogger(deps, 'api'),
     bodyLimit: deps.config.api.bodyLimitBytes,
     requestTimeout: REQUEST_TIMEOUT_MS,
-    connectionTimeout: CONNECTION_TIMEOUT_MS,
+    connectionTimeout: apiIdleTimeoutMs(deps.config),
     return503OnClosing: true,
     ...serverOptions(),
   });

@@ -95,6 +95,8 @@ describe('bulkheads: a gateway holds a bounded number of summaries in work, and 
           gate.target = national.baseUrl;
           doc['nationalFhir'] = { ...national, baseUrl: gate.url };
           doc['capacity'] = { peerOperations: 1, queuePerKey: 1, queueTimeoutMs: 8_000 };
+          // DK waits for its national server longer than ES waits for DK (see the last test).
+          doc['nationalFhir'] = { ...(doc['nationalFhir'] as object), timeoutMs: 60_000 };
         } else {
           doc['capacity'] = { perPeer: 2, queuePerKey: 0, queueTimeoutMs: 8_000 };
         }
@@ -171,6 +173,27 @@ describe('bulkheads: a gateway holds a bounded number of summaries in work, and 
       return metric(dk, 'ncpeh_work_running', 'pool="peer-operations"') === 0 && metric(es, 'ncpeh_work_running', 'pool="per-peer",key="DK"') === 0;
     });
     // Free again: the next request is served.
+    const again = await summary();
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+  });
+
+  test('a peer that stays silent longer than ES waits: the EHR gets peer.unreachable, not a dropped connection', async () => {
+    gate.shut();
+    try {
+      // DK holds the request at its shut national server (which it would wait 60 s for); ES gives
+      // up on DK's answer after the peer client's 15 s. The API listener must still be there to say so.
+      const r = await summary();
+      assert.equal(r.status, 502, JSON.stringify(r.body));
+      assert.equal(outcomeCode(r.body), 'peer.unreachable');
+      assert.equal(gate.held(), 1);
+    } finally {
+      gate.open();
+    }
+    await until('both bulkheads empty', async () => {
+      const dk = await metrics('dk');
+      const es = await metrics('es');
+      return metric(dk, 'ncpeh_work_running', 'pool="peer-operations"') === 0 && metric(es, 'ncpeh_work_running', 'pool="per-peer",key="DK"') === 0;
+    });
     const again = await summary();
     assert.equal(again.status, 200, JSON.stringify(again.body));
   });

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { createHmac, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import type { Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createHttpsServer } from 'node:https';
 import { connect as connectTls } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { Agent, request } from 'undici';
@@ -314,6 +315,52 @@ describe('peer API between two gateways (mutual TLS, trust list, signed envelope
     try {
       await assert.rejects(client.call('ES', '/ncp/v1/ping', {}, PongSchema), (e: unknown) => e instanceof GatewayError && e.code === 'peer.server-untrusted');
     } finally {
+      await client.close();
+    }
+  });
+
+  test('a peer that trickles its answer is given up on at the call deadline (peer.unreachable), and the connection closed', { timeout: 30_000 }, async () => {
+    const esFiles = deployment.pki.countries.ES;
+    const dkFiles = deployment.pki.countries.DK;
+    assert.ok(esFiles && dkFiles);
+    const ca = await readFile(deployment.pki.ca.cert);
+    // ES's own certificate (pinned for ES), on a server that answers 200 and then one byte at a time.
+    let hungUp: Promise<void> | undefined;
+    const trickler = createHttpsServer({ cert: await readFile(esFiles.tlsServerCert), key: await readFile(esFiles.tlsServerKey) }, (req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/jose' });
+      const drip = setInterval(() => res.write('e'), 50);
+      hungUp = new Promise((resolve) => res.on('close', () => (clearInterval(drip), resolve())));
+    });
+    await new Promise<void>((resolve) => trickler.listen(0, '127.0.0.1', resolve));
+    const list: TrustList = structuredClone(es.trust.require());
+    const esEntry = list.countries.ES;
+    assert.ok(esEntry);
+    esEntry.peerUrl = `https://127.0.0.1:${(trickler.address() as AddressInfo).port}`;
+    const client = new PeerClient({
+      ourNcpId: 'urn:ncpeh:ncp:DK',
+      keys: await loadGatewayKeys({ signingKeyFile: dkFiles.signingJwk, encryptionKeyFiles: [dkFiles.encryptionJwk] }),
+      trustList: () => list,
+      tls: { cert: await readFile(dkFiles.tlsClientCert), key: await readFile(dkFiles.tlsClientKey), ca },
+      // Only the whole call's deadline can end this: every byte arrives well within the body timeout.
+      callTimeoutMs: 500,
+    });
+    try {
+      // A client without the deadline would wait for ever: after 10 s this reports that, and the
+      // finally below ends the trickle so that the run goes on.
+      const outcome = await Promise.race([
+        client.call('ES', '/ncp/v1/ping', {}, PongSchema).then(
+          () => 'answered',
+          (e: unknown) => e,
+        ),
+        new Promise((resolve) => setTimeout(resolve, 10_000, 'still waiting')),
+      ]);
+      assert.ok(outcome instanceof GatewayError && outcome.code === 'peer.unreachable', String(outcome));
+      assert.ok(hungUp, 'the request reached the server');
+      await hungUp;
+    } finally {
+      trickler.closeAllConnections();
+      await new Promise<void>((resolve) => trickler.close(() => resolve()));
       await client.close();
     }
   });

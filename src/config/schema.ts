@@ -221,7 +221,7 @@ export const ConfigSchema = z
           .min(100)
           .max(8000)
           .default(CAPACITY_DEFAULTS.queueTimeoutMs)
-          .describe('A request that waited this long is refused with service.busy (503); below the API listener\'s 10 s idle timeout and the peer client\'s 15 s, so the refusal reaches the caller'),
+          .describe('A request that waited this long is refused with service.busy (503); below the peer client\'s 15 s wait for an answer\'s headers, so a peer\'s refusal reaches its caller'),
       })
       .strict()
       .prefault({})

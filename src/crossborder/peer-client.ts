@@ -16,6 +16,14 @@ import { openResponseSigned, signRequest, unverifiedClaim } from './envelope.js'
 
 export const JOSE_MEDIA_TYPE = 'application/jose';
 
+/**
+ * The longest one peer call may take, connection, answer and body together (each phase has its own
+ * bound too). A peer that trickles its answer cannot hold a caller longer than this; the API
+ * listener's idle timeout is set above it (src/app.ts), so an EHR waiting on a silent peer gets
+ * `peer.unreachable`, not a dropped connection.
+ */
+export const PEER_CALL_TIMEOUT_MS = 20_000;
+
 export interface PeerClientOptions {
   readonly ourNcpId: string;
   readonly keys: GatewayKeys;
@@ -25,6 +33,8 @@ export interface PeerClientOptions {
   readonly connectTimeoutMs?: number;
   readonly headersTimeoutMs?: number;
   readonly bodyTimeoutMs?: number;
+  /** The whole call (default PEER_CALL_TIMEOUT_MS). */
+  readonly callTimeoutMs?: number;
   readonly maxResponseBytes?: number;
   readonly now?: () => Date;
   /**
@@ -177,6 +187,8 @@ export class PeerClient {
     const requestId = unverifiedClaim(jws, 'jti');
     if (requestId === undefined) throw new Error('signRequest produced no jti');
     const url = new URL(path, entry.peerUrl);
+    // One deadline for the request and the reading of its body.
+    const signal = AbortSignal.timeout(this.#opts.callTimeoutMs ?? PEER_CALL_TIMEOUT_MS);
     let res;
     try {
       res = await request(url, {
@@ -184,6 +196,7 @@ export class PeerClient {
         dispatcher: this.#agentFor(country),
         headers: { 'content-type': JOSE_MEDIA_TYPE, accept: `${JOSE_MEDIA_TYPE}, application/fhir+json;q=0.5` },
         body: jws,
+        signal,
       });
     } catch (e) {
       if (isPinMismatch(e)) throw new GatewayError('peer.server-untrusted', country, { cause: e });

@@ -16,7 +16,7 @@
  *   before, so it never sends a request on a socket the server is closing.
  *
  * No idle timeout is set on a socket while a request is in work: an operation may legitimately be
- * silent while the national server answers (national.timeoutMs, up to 120 s) or while it waits
+ * silent while the national server answers (nationalFhir.timeoutMs, up to 120 s) or while it waits
  * for a slot (capacity.queueTimeoutMs); the calling gateway bounds its own wait.
  */
 import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
