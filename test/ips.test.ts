@@ -288,7 +288,7 @@ describe('validateIpsDocument: each rule refuses', () => {
     const raw = text('ips-ig-bundle-minimal.json').replace('"resourceType": "Organization"', '"__proto__": {"polluted": true}, "resourceType": "Organization"');
     const b = JSON.parse(raw);
     assert.ok(Object.keys(b.entry[3].resource).includes('__proto__'), 'the fixture mutation took effect');
-    assertRefused(b, 'forbidden-key');
+    assertRefused(b, 'forbidden-key', 'Bundle.entry[3].resource');
   });
 
   test('bounds: too many entries, or nesting too deep', () => {
@@ -302,7 +302,10 @@ describe('validateIpsDocument: each rule refuses', () => {
       node['extension'] = child;
       node = child;
     }
-    assertRefused(deep, 'bounds');
+    assertRefused(deep, 'bounds', `Bundle.entry[3].resource${'.extension'.repeat(IPS_LIMITS.maxDepth - 2)}`);
+    const wide = JSON.parse(MINIMAL);
+    wide.entry[3].resource.extension = [{ url: 'urn:x', valueString: 'x', extension: new Array<number>(IPS_LIMITS.maxNodes).fill(0) }];
+    assertRefused(wide, 'bounds', 'Bundle');
   });
 
   test('collects every problem instead of stopping at the first', () => {

@@ -142,17 +142,24 @@ export function resolveReference(reference: string, from: number, containedIds: 
   }
   const [, type, id, version] = RELATIVE_REFERENCE.exec(reference) ?? [];
   if (type === undefined || id === undefined) return { kind: 'unresolved', why: 'is not an absolute URI, Type/id or #id reference' };
-  const base = RESTFUL_URL.exec(index.entries[from]?.fullUrl ?? '')?.[1];
+  const base = index.restfulBaseOf(from);
   if (base !== undefined) return byFullUrl(`${base}${type}/${id}`, version, index);
-  const matches = index.withTypeAndId(type, id).filter((i) => version === undefined || index.entries[i]?.versionId === version);
-  const [only] = matches;
-  if (matches.length === 1 && only !== undefined) return { kind: 'entry', index: only };
-  return { kind: 'unresolved', why: matches.length === 0 ? 'matches no entry' : 'matches several entries' };
+  let only: number | undefined;
+  let count = 0;
+  for (const i of index.withTypeAndId(type, id)) {
+    if (version !== undefined && index.entries[i]?.versionId !== version) continue;
+    only = i;
+    count += 1;
+  }
+  if (count === 1 && only !== undefined) return index.resolvedTo(only);
+  return { kind: 'unresolved', why: count === 0 ? 'matches no entry' : 'matches several entries' };
 }
 
 function byFullUrl(fullUrl: string, version: string | undefined, index: BundleIndex): Resolution {
-  const [first] = index.withFullUrl(fullUrl).filter((i) => version === undefined || index.entries[i]?.versionId === version);
-  return first === undefined ? { kind: 'unresolved', why: 'matches no entry' } : { kind: 'entry', index: first };
+  for (const i of index.withFullUrl(fullUrl)) {
+    if (version === undefined || index.entries[i]?.versionId === version) return index.resolvedTo(i);
+  }
+  return { kind: 'unresolved', why: 'matches no entry' };
 }
 
 /** Lookup tables over a Bundle's entries, so resolution stays linear in the number of references. */
@@ -177,6 +184,28 @@ export class BundleIndex {
   withTypeAndId(type: string, id: string): readonly number[] {
     return this.#byTypeAndId.get(`${type}/${id}`) ?? [];
   }
+
+  // Per entry, computed once: a document resolves hundreds of references from a few dozen entries.
+  readonly #bases = new Map<number, string | undefined>();
+  readonly #resolutions = new Map<number, Resolution>();
+
+  /** The RESTful base of entry `i`'s fullUrl (`https://x/fhir/` of `https://x/fhir/Patient/1`), if it has one. */
+  restfulBaseOf(i: number): string | undefined {
+    if (this.#bases.has(i)) return this.#bases.get(i);
+    const base = RESTFUL_URL.exec(this.entries[i]?.fullUrl ?? '')?.[1];
+    this.#bases.set(i, base);
+    return base;
+  }
+
+  /** The (shared, frozen) resolution to entry `i`. */
+  resolvedTo(i: number): Resolution {
+    let r = this.#resolutions.get(i);
+    if (r === undefined) {
+      r = Object.freeze({ kind: 'entry', index: i });
+      this.#resolutions.set(i, r);
+    }
+    return r;
+  }
 }
 
 function push(map: Map<string, number[]>, key: string, value: number): void {
@@ -199,7 +228,9 @@ export function collectReferences(resource: unknown, path: string): { reference:
         at.pop();
       }
     } else if (isObject(node)) {
-      for (const key of Object.keys(node)) {
+      // for-in over own keys: no keys array per object.
+      for (const key in node) {
+        if (!Object.hasOwn(node, key)) continue;
         const value = node[key];
         if (key === 'reference' && typeof value === 'string') {
           found.push({ reference: value, path: `${path}${formatPath(at)}.reference` });
@@ -538,37 +569,33 @@ function checkBounded(input: unknown): void {
   if (isObject(input) && Array.isArray(input['entry']) && input['entry'].length > IPS_LIMITS.maxEntries) {
     throw invalid('bounds', `the document has more than ${IPS_LIMITS.maxEntries} entries`, 'Bundle.entry');
   }
-  // Each item knows its parent and its key; the path text is built only for an error.
-  const stack: BoundedItem[] = [{ node: input, depth: 0, parent: undefined, key: 0 }];
+  // Depth first, the recursion bounded by maxDepth. The path is one array of keys and indices, made
+  // text only for an error, and nothing is allocated per node: this walk runs three times per
+  // summary (twice at home, once abroad), and an object per node and a keys array per object were
+  // most of what validation allocated (bench/README.md).
+  const at: (string | number)[] = [];
   let nodes = 0;
-  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+  const visit = (node: unknown, depth: number): void => {
     nodes += 1;
-    if (nodes + stack.length > IPS_LIMITS.maxNodes) throw invalid('bounds', 'the document is too large', 'Bundle');
-    if (item.depth > IPS_LIMITS.maxDepth) throw invalid('bounds', `the document nests deeper than ${IPS_LIMITS.maxDepth}`, boundedPath(item));
-    const node = item.node;
+    if (nodes > IPS_LIMITS.maxNodes) throw invalid('bounds', 'the document is too large', 'Bundle');
+    if (depth > IPS_LIMITS.maxDepth) throw invalid('bounds', `the document nests deeper than ${IPS_LIMITS.maxDepth}`, `Bundle${formatPath(at)}`);
     if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) stack.push({ node: node[i], depth: item.depth + 1, parent: item, key: i });
+      for (let i = 0; i < node.length; i++) {
+        at.push(i);
+        visit(node[i], depth + 1);
+        at.pop();
+      }
     } else if (isObject(node)) {
-      for (const key of Object.keys(node)) {
-        if (FORBIDDEN_KEYS.has(key)) throw invalid('forbidden-key', 'the document uses a forbidden property name', boundedPath(item));
-        stack.push({ node: node[key], depth: item.depth + 1, parent: item, key });
+      for (const key in node) {
+        if (!Object.hasOwn(node, key)) continue;
+        if (FORBIDDEN_KEYS.has(key)) throw invalid('forbidden-key', 'the document uses a forbidden property name', `Bundle${formatPath(at)}`);
+        at.push(key);
+        visit(node[key], depth + 1);
+        at.pop();
       }
     }
-  }
-}
-
-interface BoundedItem {
-  readonly node: unknown;
-  readonly depth: number;
-  readonly parent: BoundedItem | undefined;
-  /** Index in the parent array, or key in the parent object (unused for the root). */
-  readonly key: string | number;
-}
-
-function boundedPath(item: BoundedItem): string {
-  const parts: (string | number)[] = [];
-  for (let at: BoundedItem | undefined = item; at?.parent !== undefined; at = at.parent) parts.push(at.key);
-  return `Bundle${formatPath(parts.reverse())}`;
+  };
+  visit(input, 0);
 }
 
 function invalid(rule: string, what: string, expression: string): GatewayError {
