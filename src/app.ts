@@ -15,12 +15,13 @@ import { consentRoutes } from './consent/routes.js';
 import { consumerRoutes } from './crossborder/consumer-routes.js';
 import { PEER_CALL_TIMEOUT_MS } from './crossborder/peer-client.js';
 import { discoveryOperation, summaryOperation } from './crossborder/provider.js';
-import { documentsOperation, gpNotifier } from './crossborder/receiver.js';
+import { documentsOperation, GP_WEBHOOK_TIMEOUT_MS, gpNotifier } from './crossborder/receiver.js';
 import { citizenReadingsRoutes } from './national/citizen-routes.js';
 import { submissionRoutes } from './outbox/routes.js';
 import { healthRoutes, type ReadinessCheck } from './health/routes.js';
 import type { GuardOptions } from './identity/guards.js';
 import { authRoutes, SIGNED_OUT_SCOPE, type SignInEvent } from './identity/routes.js';
+import { HTTP_TIMEOUT_SECONDS as OIDC_HTTP_TIMEOUT_SECONDS } from './identity/oidc.js';
 import { portalRoutes } from './portal/routes.js';
 import type { GatewayServices } from './services.js';
 import { registerCommon, serverOptions } from './http/common.js';
@@ -71,15 +72,26 @@ export interface Gateway {
 const REQUEST_TIMEOUT_MS = 30_000;
 
 /**
+ * The most national FHIR calls one API request makes one after another: recording a citizen's
+ * readings finds the patient and registers them, then notifies the GP (reads the patient, registers
+ * the notification) and calls the webhook (5 s).
+ */
+const NATIONAL_CALLS_IN_SEQUENCE = 4;
+/** A sign-in's calls to the eID provider, one after another (discovery, token, keys). */
+const EID_CALLS_MS = 3 * OIDC_HTTP_TIMEOUT_SECONDS * 1000;
+
+/**
  * The API listener's socket idle timeout while a request is in work (Fastify's connectionTimeout;
  * idle keep-alive connections have their own, 72 s). It closes connections whose client stopped
- * reading, and must stay above the longest a request may legitimately be silent: waiting for the
- * national FHIR server, or for a slot for a peer country and then the peer call. Below that the
- * listener dropped the connection of an EHR waiting on a slow peer without any answer, instead of
- * letting `peer.unreachable` reach it.
+ * reading, and must stay above the longest a request may legitimately be silent: its national FHIR
+ * calls, a sign-in's eID calls, or a slot for a peer country and then the peer call. Below that,
+ * the listener dropped the connection of an EHR waiting on a slow peer without any answer, instead
+ * of letting `peer.unreachable` reach it. 55 s with the defaults.
  */
 export function apiIdleTimeoutMs(config: Readonly<Config>): number {
-  return Math.max(config.nationalFhir?.timeoutMs ?? 0, config.capacity.queueTimeoutMs + PEER_CALL_TIMEOUT_MS) + 10_000;
+  const national = (config.nationalFhir?.timeoutMs ?? 0) * NATIONAL_CALLS_IN_SEQUENCE + GP_WEBHOOK_TIMEOUT_MS;
+  const peer = config.capacity.queueTimeoutMs + PEER_CALL_TIMEOUT_MS;
+  return Math.max(national, peer, EID_CALLS_MS) + 10_000;
 }
 
 function childLogger(deps: GatewayDeps, listener: 'api' | 'peer'): FastifyBaseLogger {

@@ -198,6 +198,27 @@ describe('bulkheads: a gateway holds a bounded number of summaries in work, and 
     assert.equal(again.status, 200, JSON.stringify(again.body));
   });
 
+  test('an EHR that hangs up while its summary is in work abroad frees its slot at once', async () => {
+    gate.shut();
+    try {
+      const hangUp = new AbortController();
+      const gone = fetch(`${world.es.apiUrl}/api/v1/cross-border/patients/DK/${encodeURIComponent(ref)}/summary`, {
+        headers: { authorization: `Bearer ${anaToken}` },
+        signal: hangUp.signal,
+      }).catch((e: unknown) => e);
+      await until('DK holds the request at its national server', () => gate.held() === 1);
+      assert.equal(metric(await metrics('es'), 'ncpeh_work_running', 'pool="per-peer",key="DK"'), 1);
+      hangUp.abort();
+      await gone;
+      // DK still holds its side at the shut gate; ES has stopped waiting for it.
+      await until('ES released its slot for DK', async () => metric(await metrics('es'), 'ncpeh_work_running', 'pool="per-peer",key="DK"') === 0);
+      assert.equal(gate.held(), 1);
+    } finally {
+      gate.open();
+    }
+    await until('DK done', async () => metric(await metrics('dk'), 'ncpeh_work_running', 'pool="peer-operations"') === 0);
+  });
+
   test('a peer at capacity reaches the EHR as service.busy with Retry-After, not as the peer being down', () => {
     assert.throws(
       () => relayPeerRefusal(new PeerRefusedError(503, 'service.busy')),

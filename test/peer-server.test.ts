@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import { connect as connectTcp, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect as connectTls, type TLSSocket } from 'node:tls';
@@ -14,18 +14,22 @@ import { createPeerServer, PEER_LISTENER_TIMEOUTS, type PeerListenerTimeouts } f
 import { createTestDeployment, type TestDeployment } from './helpers/deployment.js';
 import { startTestGateway } from './helpers/gateway.js';
 
-const SHORT: PeerListenerTimeouts = { handshakeMs: 300, headersMs: 400, requestMs: 700, keepAliveMs: 3_000, checkIntervalMs: 100 };
+// Each test shortens the timeout it is about; the others stay long enough for a loaded machine.
+const SHORT: PeerListenerTimeouts = { handshakeMs: 5_000, headersMs: 400, requestMs: 700, keepAliveMs: 3_000, checkIntervalMs: 100, idleMs: 5_000 };
 
 let deployment: TestDeployment;
 let serverTls: { cert: Buffer; key: Buffer; ca: Buffer };
 let clientTls: { cert: Buffer; key: Buffer; ca: Buffer };
 
-async function listen(timeouts: PeerListenerTimeouts = SHORT): Promise<{ server: Server; port: number; handled: () => number }> {
+async function listen(
+  timeouts: PeerListenerTimeouts = SHORT,
+  answer: (res: ServerResponse) => void = (res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('ok'),
+): Promise<{ server: Server; port: number; handled: () => number }> {
   let handled = 0;
   const server = createPeerServer((req, res) => {
     handled++;
     req.resume();
-    req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end('ok'));
+    req.on('end', () => answer(res));
   }, serverTls, timeouts);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, port: (server.address() as AddressInfo).port, handled: () => handled };
@@ -66,7 +70,7 @@ describe('the peer listener closes what does not finish in time', { timeout: 60_
   });
 
   test('a connection that never starts its TLS handshake is dropped', async () => {
-    const { server, port, handled } = await listen();
+    const { server, port, handled } = await listen({ ...SHORT, handshakeMs: 300 });
     try {
       const socket = connectTcp({ host: '127.0.0.1', port });
       const sent = await readUntilClosed(socket);
@@ -108,12 +112,44 @@ describe('the peer listener closes what does not finish in time', { timeout: 60_
       const socket = await connectAuthenticated(port);
       const sent = readUntilClosed(socket);
       socket.write('GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n');
-      // A second request on the same connection, then an idle connection until the server closes it.
       socket.write('GET /b HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      // Idle for longer than the headers and request timeouts (and a check): a kept-alive
+      // connection is not a slow request, and still serves a third request.
+      await new Promise((resolve) => setTimeout(resolve, SHORT.requestMs + 5 * SHORT.checkIntervalMs));
+      socket.write('GET /c HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      // Then it stays idle until the server closes it.
       const text = await sent;
-      assert.equal(text.match(/HTTP\/1\.1 200 /g)?.length, 2, text);
+      assert.equal(text.match(/HTTP\/1\.1 200 /g)?.length, 3, text);
+      assert.doesNotMatch(text, / 408 /);
       assert.match(text, /keep-alive: timeout=3\r\n/i);
-      assert.equal(handled(), 2);
+      assert.equal(handled(), 3);
+    } finally {
+      await close(server);
+    }
+  });
+
+  test('a peer that stops reading a large answer is disconnected, and the answer dropped', async () => {
+    let closed: Promise<void> | undefined;
+    // Keep-alive far longer than the test: only the idle timeout can close this connection.
+    const { server, port } = await listen({ ...SHORT, idleMs: 500, keepAliveMs: 60_000 }, (res) => {
+      const socket = res.socket;
+      closed = new Promise((resolve) => socket?.once('close', () => resolve()));
+      res.writeHead(200, { 'content-type': 'application/jose' });
+      res.end(Buffer.alloc(16 * 1024 * 1024, 0x61));
+    });
+    let received = 0;
+    try {
+      const socket = await connectAuthenticated(port);
+      socket.pause();
+      socket.write('POST /ncp/v1/ping HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n');
+      for (let i = 0; i < 100 && closed === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.ok(closed, 'the request was answered');
+      const outcome = await Promise.race([closed.then(() => 'closed'), new Promise((resolve) => setTimeout(resolve, 10_000, 'still open').unref())]);
+      assert.equal(outcome, 'closed');
+      socket.on('data', (chunk: Buffer) => (received += chunk.length));
+      socket.resume();
+      await new Promise((resolve) => socket.once('close', resolve));
+      assert.ok(received < 16 * 1024 * 1024, `the whole answer arrived (${received} bytes)`);
     } finally {
       await close(server);
     }
@@ -140,6 +176,7 @@ describe("the gateway's peer listener uses these timeouts", () => {
     assert.equal(server.headersTimeout, PEER_LISTENER_TIMEOUTS.headersMs);
     assert.equal(server.requestTimeout, PEER_LISTENER_TIMEOUTS.requestMs);
     assert.equal(server.keepAliveTimeout, PEER_LISTENER_TIMEOUTS.keepAliveMs);
+    assert.equal(server.timeout, PEER_LISTENER_TIMEOUTS.idleMs);
     // An idle connection between gateways outlives undici's default, and Node's default of 5 s.
     assert.ok(PEER_LISTENER_TIMEOUTS.keepAliveMs > 5_000);
   });

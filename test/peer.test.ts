@@ -319,49 +319,65 @@ describe('peer API between two gateways (mutual TLS, trust list, signed envelope
     }
   });
 
-  test('a peer that trickles its answer is given up on at the call deadline (peer.unreachable), and the connection closed', { timeout: 30_000 }, async () => {
+  test('a peer that trickles its answer is given up on at the call deadline, or when the caller leaves (peer.unreachable), and the connection closed', { timeout: 30_000 }, async () => {
     const esFiles = deployment.pki.countries.ES;
     const dkFiles = deployment.pki.countries.DK;
     assert.ok(esFiles && dkFiles);
     const ca = await readFile(deployment.pki.ca.cert);
     // ES's own certificate (pinned for ES), on a server that answers 200 and then one byte at a time.
     let hungUp: Promise<void> | undefined;
+    let reached: () => void = () => undefined;
     const trickler = createHttpsServer({ cert: await readFile(esFiles.tlsServerCert), key: await readFile(esFiles.tlsServerKey) }, (req, res) => {
       req.resume();
       res.writeHead(200, { 'content-type': 'application/jose' });
       const drip = setInterval(() => res.write('e'), 50);
       hungUp = new Promise((resolve) => res.on('close', () => (clearInterval(drip), resolve())));
+      reached();
     });
     await new Promise<void>((resolve) => trickler.listen(0, '127.0.0.1', resolve));
     const list: TrustList = structuredClone(es.trust.require());
     const esEntry = list.countries.ES;
     assert.ok(esEntry);
     esEntry.peerUrl = `https://127.0.0.1:${(trickler.address() as AddressInfo).port}`;
-    const client = new PeerClient({
+    const clientOptions = {
       ourNcpId: 'urn:ncpeh:ncp:DK',
       keys: await loadGatewayKeys({ signingKeyFile: dkFiles.signingJwk, encryptionKeyFiles: [dkFiles.encryptionJwk] }),
       trustList: () => list,
       tls: { cert: await readFile(dkFiles.tlsClientCert), key: await readFile(dkFiles.tlsClientKey), ca },
-      // Only the whole call's deadline can end this: every byte arrives well within the body timeout.
-      callTimeoutMs: 500,
-    });
-    try {
-      // A client without the deadline would wait for ever: after 10 s this reports that, and the
-      // finally below ends the trickle so that the run goes on.
-      const outcome = await Promise.race([
-        client.call('ES', '/ncp/v1/ping', {}, PongSchema).then(
+    };
+    // Only the whole call's deadline can end the first call: every byte arrives well within the
+    // body timeout. The second has a long deadline and is ended by its caller leaving.
+    const client = new PeerClient({ ...clientOptions, callTimeoutMs: 2_000 });
+    const patient = new PeerClient({ ...clientOptions, callTimeoutMs: 60_000 });
+    // A client that ignored these would wait for ever: after 10 s this reports that, and the
+    // finally below ends the trickle so that the run goes on.
+    const settled = (call: Promise<unknown>): Promise<unknown> =>
+      Promise.race([
+        call.then(
           () => 'answered',
           (e: unknown) => e,
         ),
-        new Promise((resolve) => setTimeout(resolve, 10_000, 'still waiting')),
+        new Promise((resolve) => setTimeout(resolve, 10_000, 'still waiting').unref()),
       ]);
+    try {
+      const outcome = await settled(client.call('ES', '/ncp/v1/ping', {}, PongSchema));
       assert.ok(outcome instanceof GatewayError && outcome.code === 'peer.unreachable', String(outcome));
       assert.ok(hungUp, 'the request reached the server');
       await hungUp;
+
+      hungUp = undefined;
+      const caller = new AbortController();
+      reached = () => caller.abort();
+      const left = await settled(patient.call('ES', '/ncp/v1/ping', {}, PongSchema, { signal: caller.signal }));
+      assert.ok(left instanceof GatewayError && left.code === 'peer.unreachable', String(left));
+      // (Read through a function: the server's handler set it, which the compiler cannot see.)
+      const second = ((): Promise<void> | undefined => hungUp)();
+      assert.ok(second, 'the second request reached the server');
+      await second;
     } finally {
       trickler.closeAllConnections();
       await new Promise<void>((resolve) => trickler.close(() => resolve()));
-      await client.close();
+      await Promise.all([client.close(), patient.close()]);
     }
   });
 

@@ -67,15 +67,16 @@ export const consumerRoutes: FastifyPluginAsyncZod<ConsumerRoutesOptions> = asyn
     async (request, reply) => {
       const { token, assertion } = await requireHcp(request, opts.guard);
       const body = request.body;
+      const left = callerLeft(reply);
       const result = await opts.peers.withSlot(
         body.country,
         () =>
           identifyAbroad(
             deps,
-            { token, assertion, remoteAddress: request.ip, requestId: request.id },
+            { token, assertion, remoteAddress: request.ip, requestId: request.id, signal: left },
             { country: body.country, identifier: body.identifier, birthDate: body.birthDate, familyName: body.name?.family },
           ),
-        { signal: callerLeft(reply) },
+        { signal: left },
       );
       return { outcome: result.outcome, matches: result.matches.map((m) => ({ country: body.country, ...m })) };
     },
@@ -97,10 +98,11 @@ export const consumerRoutes: FastifyPluginAsyncZod<ConsumerRoutesOptions> = asyn
       const wanted = request.query.section === undefined ? undefined : [request.query.section].flat();
       // The peer's answer is opened, checked, audited and serialised inside the peer's bulkhead:
       // that is where the document is in memory several times over.
+      const left = callerLeft(reply);
       const { summary, signedAt, body } = await opts.peers.withSlot(
         country,
         async () => {
-          const summary = await summaryFromAbroad(deps, { token, assertion, remoteAddress: request.ip, requestId: request.id }, country, ref, wanted);
+          const summary = await summaryFromAbroad(deps, { token, assertion, remoteAddress: request.ip, requestId: request.id, signal: left }, country, ref, wanted);
           const signedAt = summary.signedAt.toISOString();
           // Provenance travels with the document as FHIR Bundle.signature: the provider's own JWS over
           // the answer (sigFormat application/jose), verifiable against its trust-list keys.
@@ -112,7 +114,7 @@ export const consumerRoutes: FastifyPluginAsyncZod<ConsumerRoutesOptions> = asyn
           }, summary.jws);
           return { summary, signedAt, body };
         },
-        { signal: callerLeft(reply) },
+        { signal: left },
       );
       return reply
         .header('content-type', FHIR_JSON)

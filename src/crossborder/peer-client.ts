@@ -18,11 +18,12 @@ export const JOSE_MEDIA_TYPE = 'application/jose';
 
 /**
  * The longest one peer call may take, connection, answer and body together (each phase has its own
- * bound too). A peer that trickles its answer cannot hold a caller longer than this; the API
- * listener's idle timeout is set above it (src/app.ts), so an EHR waiting on a silent peer gets
- * `peer.unreachable`, not a dropped connection.
+ * bound too: 15 s for the answer's headers, which leaves at least 15 s for its body). A peer that
+ * trickles its answer cannot hold a caller longer than this; the API listener's idle timeout is set
+ * above it (src/app.ts), so an EHR waiting on a silent peer gets `peer.unreachable`, not a dropped
+ * connection.
  */
-export const PEER_CALL_TIMEOUT_MS = 20_000;
+export const PEER_CALL_TIMEOUT_MS = 30_000;
 
 export interface PeerClientOptions {
   readonly ourNcpId: string;
@@ -159,8 +160,11 @@ export class PeerClient {
           return pins.includes(sha256Hex(cert.raw)) ? undefined : new PinMismatchError(`server certificate of ${country} is not pinned`);
         },
       },
+      // An idle connection is closed after at most 60 s, even when the peer announces longer:
+      // firewalls between countries may drop idle flows silently, and a request sent on such a
+      // connection would wait for its timeout.
       keepAliveTimeout: 60_000,
-      keepAliveMaxTimeout: 600_000,
+      keepAliveMaxTimeout: 60_000,
       headersTimeout: this.#opts.headersTimeoutMs ?? 15_000,
       bodyTimeout: this.#opts.bodyTimeoutMs ?? 30_000,
       maxResponseSize: this.#opts.maxResponseBytes ?? 32 * 1024 * 1024,
@@ -173,7 +177,11 @@ export class PeerClient {
    * Sends a signed request to `country`'s peer API and returns the verified, decrypted answer.
    * Answers must be JWE(JWS) signed by that country and bound to this request's `jti`.
    */
-  async call<T>(country: string, path: `/ncp/v1/${string}`, payload: Record<string, unknown>, resultSchema: z.ZodType<T>): Promise<PeerAnswer<T>> {
+  /**
+   * @param opts.signal the caller's own reason to stop (e.g. the EHR hung up): the call is abandoned
+   *   and its connection closed, as at the deadline
+   */
+  async call<T>(country: string, path: `/ncp/v1/${string}`, payload: Record<string, unknown>, resultSchema: z.ZodType<T>, opts: { signal?: AbortSignal } = {}): Promise<PeerAnswer<T>> {
     const list = this.#opts.trustList();
     const entry = countryEntry(list, country);
     const now = this.#opts.now?.() ?? new Date();
@@ -188,7 +196,8 @@ export class PeerClient {
     if (requestId === undefined) throw new Error('signRequest produced no jti');
     const url = new URL(path, entry.peerUrl);
     // One deadline for the request and the reading of its body.
-    const signal = AbortSignal.timeout(this.#opts.callTimeoutMs ?? PEER_CALL_TIMEOUT_MS);
+    const deadline = AbortSignal.timeout(this.#opts.callTimeoutMs ?? PEER_CALL_TIMEOUT_MS);
+    const signal = opts.signal === undefined ? deadline : AbortSignal.any([deadline, opts.signal]);
     let res;
     try {
       res = await request(url, {

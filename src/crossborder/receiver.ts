@@ -188,6 +188,9 @@ export function documentsOperation(deps: ReceiverDeps): PeerOperation {
   };
 }
 
+/** How long the GP notification's webhook may take. */
+export const GP_WEBHOOK_TIMEOUT_MS = 5_000;
+
 /**
  * Notifies the patient's GP/specialist with a FHIR Communication in the national server (conditional
  * create, so a redelivery does not notify twice), and the configured webhook with ids only.
@@ -221,7 +224,7 @@ export function gpNotifier(national: NationalFhir, webhookUrl: string | undefine
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ event: 'document-registered', messageId: event.messageId, senderCountry: event.senderCountry, patient: `Patient/${event.patientId}`, registered: event.registered }),
-        signal: AbortSignal.timeout(5000),
+        signal: AbortSignal.timeout(GP_WEBHOOK_TIMEOUT_MS),
       }).catch((err: unknown) => log.warn({ err }, 'webhook notification failed'));
     }
   };

@@ -15,13 +15,16 @@
  *   (`Keep-Alive: timeout=72`) and the peer client (undici) closes an idle connection a little
  *   before, so it never sends a request on a socket the server is closing.
  *
- * No idle timeout is set on a socket while a request is in work: an operation may legitimately be
- * silent while the national server answers (nationalFhir.timeoutMs, up to 120 s) or while it waits
- * for a slot (capacity.queueTimeoutMs); the calling gateway bounds its own wait.
+ * - `idleMs`: a connection with no traffic either way while a request is in work or its answer is
+ *   being written is closed. This is what ends a peer that stops reading a large answer (the sealed
+ *   answer would otherwise stay in memory with the socket). It is longer than any peer client
+ *   waits for one call (PEER_CALL_TIMEOUT_MS), so an operation that is slow at home (its national
+ *   server, its queue) is never cut here: its caller has given up first.
  */
 import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { SecureContextOptions } from 'node:tls';
+import { PEER_CALL_TIMEOUT_MS } from '../crossborder/peer-client.js';
 import { PEER_CIPHERS, PEER_TLS_MIN_VERSION } from '../trust/peer-tls.js';
 
 export interface PeerListenerTimeouts {
@@ -30,6 +33,7 @@ export interface PeerListenerTimeouts {
   readonly requestMs: number;
   readonly keepAliveMs: number;
   readonly checkIntervalMs: number;
+  readonly idleMs: number;
 }
 
 export const PEER_LISTENER_TIMEOUTS: Readonly<PeerListenerTimeouts> = Object.freeze({
@@ -38,6 +42,7 @@ export const PEER_LISTENER_TIMEOUTS: Readonly<PeerListenerTimeouts> = Object.fre
   requestMs: 30_000,
   keepAliveMs: 72_000,
   checkIntervalMs: 5_000,
+  idleMs: PEER_CALL_TIMEOUT_MS + 10_000,
 });
 
 /**
@@ -72,5 +77,7 @@ export function createPeerServer(
           handler,
         );
   server.keepAliveTimeout = timeouts.keepAliveMs;
+  // Applies while a request is in work; between requests Node uses keepAliveTimeout instead.
+  server.setTimeout(timeouts.idleMs);
   return server;
 }

@@ -109,7 +109,7 @@ const REQUIRED_LOA: LevelOfAssurance = 'substantial';
 const LOGIN_STATE_MAX_AGE_MS = 10 * 60 * 1000;
 const MAX_TOKEN_CHARS = 64 * 1024;
 const MAX_JWKS_BYTES = 256 * 1024;
-const HTTP_TIMEOUT_SECONDS = 10;
+export const HTTP_TIMEOUT_SECONDS = 10;
 const MIN_RSA_BITS = 2048;
 
 // ---------------------------------------------------------------------------------------------
