@@ -20,6 +20,7 @@ import { buildBenchIps, type BenchIps } from './ips.js';
 import { autocannon, log, micro, procSample, REPO_DIR, RESULTS_DIR, round, writeResult } from './lib.js';
 import { perfAvailable, recordPerf, summarisePerf, type OnCpuSummary } from './perf-profile.js';
 import { profileInProcess, summariseDir, type ProfileSummary } from './profile.js';
+import { runAllocation } from './alloc.js';
 import { runStartup } from './startup.js';
 import { BenchDatabase, startBenchWorld, type BenchWorld } from './world.js';
 
@@ -124,6 +125,8 @@ async function main(): Promise<void> {
     const envelopeProf = await envelopeProfile(keys, ips);
     await writeResult('envelope', { variants: envelope, paired, profile: envelopeProf });
     for (const v of envelope) log(`envelope ${v.alg}: ${v.perFetchUs} µs per fetch, ${v.ratioToFloor}x floor`);
+    log('allocation per step of one fetch (V8 heap, sampled)');
+    await writeResult('alloc', { steps: await runAllocation(keys, ips.bundle, ips.sectionCodes) });
 
     await db.create();
     world = await startBenchWorld(db);
