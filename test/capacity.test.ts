@@ -136,6 +136,17 @@ describe('bulkheads: a gateway holds a bounded number of summaries in work, and 
     return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
   };
 
+  /** Both bulkheads empty again, and the next request is served. */
+  const freeAgain = async (): Promise<void> => {
+    await until('both bulkheads empty', async () => {
+      const dk = await metrics('dk');
+      const es = await metrics('es');
+      return metric(dk, 'ncpeh_work_running', 'pool="peer-operations"') === 0 && metric(es, 'ncpeh_work_running', 'pool="per-peer",key="DK"') === 0;
+    });
+    const again = await summary();
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+  };
+
   test('beyond the slots and the queue, each side refuses with service.busy (503, Retry-After); what was admitted is answered in full', async () => {
     gate.shut();
     // A: in work at DK (held at its national server).
@@ -167,14 +178,7 @@ describe('bulkheads: a gateway holds a bounded number of summaries in work, and 
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.equal(r.body.resourceType, 'Bundle');
     }
-    await until('both bulkheads empty', async () => {
-      const dk = await metrics('dk');
-      const es = await metrics('es');
-      return metric(dk, 'ncpeh_work_running', 'pool="peer-operations"') === 0 && metric(es, 'ncpeh_work_running', 'pool="per-peer",key="DK"') === 0;
-    });
-    // Free again: the next request is served.
-    const again = await summary();
-    assert.equal(again.status, 200, JSON.stringify(again.body));
+    await freeAgain();
   });
 
   test('a peer that stays silent longer than ES waits: the EHR gets peer.unreachable, not a dropped connection', async () => {
@@ -189,13 +193,7 @@ describe('bulkheads: a gateway holds a bounded number of summaries in work, and 
     } finally {
       gate.open();
     }
-    await until('both bulkheads empty', async () => {
-      const dk = await metrics('dk');
-      const es = await metrics('es');
-      return metric(dk, 'ncpeh_work_running', 'pool="peer-operations"') === 0 && metric(es, 'ncpeh_work_running', 'pool="per-peer",key="DK"') === 0;
-    });
-    const again = await summary();
-    assert.equal(again.status, 200, JSON.stringify(again.body));
+    await freeAgain();
   });
 
   test('an EHR that hangs up while its summary is in work abroad frees its slot at once', async () => {

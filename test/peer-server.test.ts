@@ -81,30 +81,25 @@ describe('the peer listener closes what does not finish in time', { timeout: 60_
     }
   });
 
-  test('an authenticated request whose headers never finish gets 408 and the connection closes', async () => {
-    const { server, port, handled } = await listen();
-    try {
-      const socket = await connectAuthenticated(port);
-      const sent = readUntilClosed(socket);
-      socket.write('POST /ncp/v1/ping HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/jose\r\n');
-      assert.match(await sent, /^HTTP\/1\.1 408 /);
-      assert.equal(handled(), 0);
-    } finally {
-      await close(server);
-    }
-  });
-
-  test('a request whose body never finishes gets 408 and the connection closes', async () => {
-    const { server, port } = await listen();
-    try {
-      const socket = await connectAuthenticated(port);
-      const sent = readUntilClosed(socket);
-      socket.write('POST /ncp/v1/ping HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/jose\r\nContent-Length: 100\r\n\r\n0123456789');
-      assert.match(await sent, /^HTTP\/1\.1 408 /);
-    } finally {
-      await close(server);
-    }
-  });
+  // [the part that never finishes, what is sent, how many requests reached the handler]
+  const unfinished: ReadonlyArray<readonly [string, string, number]> = [
+    ['headers', 'POST /ncp/v1/ping HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/jose\r\n', 0],
+    ['body', 'POST /ncp/v1/ping HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/jose\r\nContent-Length: 100\r\n\r\n0123456789', 1],
+  ];
+  for (const [part, text, reached] of unfinished) {
+    test(`an authenticated request whose ${part} never finishes gets 408 and the connection closes`, async () => {
+      const { server, port, handled } = await listen();
+      try {
+        const socket = await connectAuthenticated(port);
+        const sent = readUntilClosed(socket);
+        socket.write(text);
+        assert.match(await sent, /^HTTP\/1\.1 408 /);
+        assert.equal(handled(), reached);
+      } finally {
+        await close(server);
+      }
+    });
+  }
 
   test('a complete request is answered and the connection is kept alive as announced', async () => {
     const { server, port, handled } = await listen();
