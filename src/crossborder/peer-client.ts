@@ -176,8 +176,7 @@ export class PeerClient {
   /**
    * Sends a signed request to `country`'s peer API and returns the verified, decrypted answer.
    * Answers must be JWE(JWS) signed by that country and bound to this request's `jti`.
-   */
-  /**
+   *
    * @param opts.signal the caller's own reason to stop (e.g. the EHR hung up): the call is abandoned
    *   and its connection closed, as at the deadline
    */

@@ -14,7 +14,6 @@
  *   after which the next call paid a full mTLS handshake again). The server announces it
  *   (`Keep-Alive: timeout=72`) and the peer client (undici) closes an idle connection a little
  *   before, so it never sends a request on a socket the server is closing.
- *
  * - `idleMs`: a connection with no traffic either way while a request is in work or its answer is
  *   being written is closed. This is what ends a peer that stops reading a large answer (the sealed
  *   answer would otherwise stay in memory with the socket). It is longer than any peer client

@@ -9,6 +9,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { GatewayError, isGatewayError } from '../http/errors.js';
+import { callerLeft } from '../http/work-limiter.js';
 import type { HcpAssertion } from '../identity/hcp-assertion.js';
 import type { PortalApp, PortalContext } from './context.js';
 import { url, type HtmlValue } from './html.js';
@@ -188,7 +189,7 @@ export function registerViewerPages(app: PortalApp, ctx: PortalContext): void {
       const state: SearchState = { country, identifier: rawIdentifier, birthDate, problems };
       return ctx.sendPage(reply, 422, frame(lang, m.viewerTitle, viewerHomeBody({ lang, who: who(hcp.assertion, lang), masks: masks(), csrf, state }), hcp.token));
     }
-    const result = await identifyPatient(deps, hcp, { country, identifier: { system: mask.system, value: identifier }, birthDate }, { requestId: request.id, remoteAddress: request.ip });
+    const result = await identifyPatient(deps, hcp, { country, identifier: { system: mask.system, value: identifier }, birthDate }, { requestId: request.id, remoteAddress: request.ip, signal: callerLeft(reply) });
     return ctx.sendPage(reply, 200, frame(lang, m.viewerTitle, viewerResultsBody({ lang, who: who(hcp.assertion, lang), country, result }), hcp.token));
   });
 
@@ -199,7 +200,7 @@ export function registerViewerPages(app: PortalApp, ctx: PortalContext): void {
     const { country, ref } = request.params;
     let fetched;
     try {
-      fetched = await fetchSummary(deps, hcp, country, ref, { requestId: request.id, remoteAddress: request.ip });
+      fetched = await fetchSummary(deps, hcp, country, ref, { requestId: request.id, remoteAddress: request.ip, signal: callerLeft(reply) });
     } catch (e) {
       if (!isExplainedRefusal(e) || !isGatewayError(e) || e.code.startsWith('hcp.assertion')) throw e;
       return ctx.sendPage(reply, e.status, frame(lang, m.viewerTitle, viewerRefusedBody(lang, who(hcp.assertion, lang)), hcp.token));
