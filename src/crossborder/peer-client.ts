@@ -4,6 +4,7 @@
  * verified against the trust anchor AND pinned to the fingerprints the trust list gives for the
  * country being called, hostname checked, redirects never followed, every phase time-bounded.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { Agent, errors as undiciErrors, request } from 'undici';
 import type { z } from 'zod';
@@ -194,38 +195,16 @@ export class PeerClient {
     const requestId = unverifiedClaim(jws, 'jti');
     if (requestId === undefined) throw new Error('signRequest produced no jti');
     const url = new URL(path, entry.peerUrl);
-    // One deadline for the request and the reading of its body.
-    const deadline = AbortSignal.timeout(this.#opts.callTimeoutMs ?? PEER_CALL_TIMEOUT_MS);
-    const signal = opts.signal === undefined ? deadline : AbortSignal.any([deadline, opts.signal]);
-    let res;
-    try {
-      res = await request(url, {
-        method: 'POST',
-        dispatcher: this.#agentFor(country),
-        headers: { 'content-type': JOSE_MEDIA_TYPE, accept: `${JOSE_MEDIA_TYPE}, application/fhir+json;q=0.5` },
-        body: jws,
-        signal,
-      });
-    } catch (e) {
-      if (isPinMismatch(e)) throw new GatewayError('peer.server-untrusted', country, { cause: e });
-      if (e instanceof undiciErrors.ResponseExceededMaxSizeError) throw new GatewayError('peer.bad-response', 'response too large', { cause: e });
-      throw new GatewayError('peer.unreachable', country, { cause: e });
-    }
-    let body: string;
-    try {
-      body = await res.body.text();
-    } catch (e) {
-      throw new GatewayError(e instanceof undiciErrors.ResponseExceededMaxSizeError ? 'peer.bad-response' : 'peer.unreachable', country, { cause: e });
-    }
+    const res = await this.#exchange(country, url, jws, opts.signal);
     if (res.statusCode !== 200) {
       // Redirects are an error too: a peer API never redirects, and following one would leave the
       // pinned connection.
       if (res.statusCode >= 300 && res.statusCode < 400) throw new GatewayError('peer.bad-response', `peer redirected (${res.statusCode})`);
-      throw new PeerRefusedError(res.statusCode, outcomeCode(body));
+      throw new PeerRefusedError(res.statusCode, outcomeCode(res.body));
     }
     const contentType = String(res.headers['content-type'] ?? '');
     if (!contentType.startsWith(JOSE_MEDIA_TYPE)) throw new GatewayError('peer.bad-response', 'answer is not application/jose');
-    const opened = await openResponseSigned(body.trim(), {
+    const opened = await openResponseSigned(res.body.trim(), {
       decryptionKeys: this.#opts.keys.decryption,
       expectedSignerKeys: entry.jwks,
       now,
@@ -237,6 +216,48 @@ export class PeerClient {
     }
     if (!result.success) throw new GatewayError('peer.bad-response', 'answer does not match the operation schema', { cause: result.error });
     return { payload: result.data, requestId, signature: { jws: opened.jws, signedAt: opened.signedAt, signerNcpId: entry.ncpId } };
+  }
+
+  /**
+   * POSTs `jws` and reads the whole answer, within the call's deadline and only while the caller
+   * is there. The deadline is a controller held by its own timer: one made with
+   * `AbortSignal.timeout` and joined to the caller's with `AbortSignal.any` is held only weakly on
+   * Node 20 and can be garbage-collected during the call, after which it never fires
+   * (nodejs/node#57736).
+   */
+  async #exchange(country: string, url: URL, jws: string, callerSignal: AbortSignal | undefined): Promise<{ statusCode: number; headers: IncomingHttpHeaders; body: string }> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new DOMException('peer call deadline', 'TimeoutError')), this.#opts.callTimeoutMs ?? PEER_CALL_TIMEOUT_MS);
+    timer.unref();
+    const onLeft = (): void => controller.abort(callerSignal?.reason);
+    if (callerSignal?.aborted === true) onLeft();
+    else callerSignal?.addEventListener('abort', onLeft, { once: true });
+    // A caller that left is not the peer's failure: said as the bulkheads say it.
+    const failure = (e: unknown, code: 'peer.unreachable' | 'peer.bad-response'): GatewayError =>
+      callerSignal?.aborted === true ? new GatewayError('service.busy', 'the caller left', { cause: e }) : new GatewayError(code, code === 'peer.unreachable' ? country : 'response too large', { cause: e });
+    try {
+      let res;
+      try {
+        res = await request(url, {
+          method: 'POST',
+          dispatcher: this.#agentFor(country),
+          headers: { 'content-type': JOSE_MEDIA_TYPE, accept: `${JOSE_MEDIA_TYPE}, application/fhir+json;q=0.5` },
+          body: jws,
+          signal: controller.signal,
+        });
+      } catch (e) {
+        if (isPinMismatch(e)) throw new GatewayError('peer.server-untrusted', country, { cause: e });
+        throw failure(e, e instanceof undiciErrors.ResponseExceededMaxSizeError ? 'peer.bad-response' : 'peer.unreachable');
+      }
+      try {
+        return { statusCode: res.statusCode, headers: res.headers, body: await res.body.text() };
+      } catch (e) {
+        throw failure(e, e instanceof undiciErrors.ResponseExceededMaxSizeError ? 'peer.bad-response' : 'peer.unreachable');
+      }
+    } finally {
+      clearTimeout(timer);
+      callerSignal?.removeEventListener('abort', onLeft);
+    }
   }
 
   /** Drops pooled connections, e.g. after the trust list changed, so new pins apply at once. */
