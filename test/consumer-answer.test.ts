@@ -26,3 +26,11 @@ test('a signature the Bundle already carried is replaced, not kept beside ours',
   assert.deepEqual(Object.keys(out), ['resourceType', 'type', 'signature']);
   assert.deepEqual(out['signature'], { ...signature, data: Buffer.from('a.b.c').toString('base64') });
 });
+
+test('an empty object and a signature with non-ASCII text serialise exactly as JSON.stringify does', () => {
+  const withName = { ...signature, who: { display: 'Punto de Contacto Nacional de España · ü' } };
+  for (const bundle of [{}, { resourceType: 'Bundle', id: 'ñ' }]) {
+    const out = withSignature(bundle, withName, 'x.y.z');
+    assert.equal(out.toString('utf8'), JSON.stringify({ ...bundle, signature: { ...withName, data: Buffer.from('x.y.z').toString('base64') } }));
+  }
+});
