@@ -24,7 +24,7 @@ export interface Caller {
   readonly remoteAddress: string;
   readonly requestId: string;
   /** Aborted when the caller hangs up: a peer call still running is abandoned, freeing its slot. */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** Codes a peer may hand back that mean the same to our caller; anything else is `peer.refused`. */
@@ -79,7 +79,7 @@ export async function identifyAbroad(
         },
       },
       DiscoveryResultSchema,
-      caller.signal === undefined ? {} : { signal: caller.signal },
+      { signal: caller.signal },
     )
     .catch(relayPeerRefusal);
   await deps.audit.record({
@@ -107,7 +107,7 @@ export interface FetchedSummary {
 export async function summaryFromAbroad(deps: ConsumerDeps, caller: Caller, country: string, ref: string, sections?: readonly string[]): Promise<FetchedSummary> {
   checkAbroad(deps, country);
   const answer = await deps.peers
-    .call(country, '/ncp/v1/patient-summary', { hcp: caller.token, ref, ...(sections === undefined ? {} : { sections }) }, SummaryResultSchema, caller.signal === undefined ? {} : { signal: caller.signal })
+    .call(country, '/ncp/v1/patient-summary', { hcp: caller.token, ref, ...(sections === undefined ? {} : { sections }) }, SummaryResultSchema, { signal: caller.signal })
     .catch(relayPeerRefusal);
   // What a peer signed is still checked before it reaches a clinician.
   let bundle: Bundle;

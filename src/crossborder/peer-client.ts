@@ -181,7 +181,7 @@ export class PeerClient {
    * @param opts.signal the caller's own reason to stop (e.g. the EHR hung up): the call is abandoned
    *   and its connection closed, as at the deadline
    */
-  async call<T>(country: string, path: `/ncp/v1/${string}`, payload: Record<string, unknown>, resultSchema: z.ZodType<T>, opts: { signal?: AbortSignal } = {}): Promise<PeerAnswer<T>> {
+  async call<T>(country: string, path: `/ncp/v1/${string}`, payload: Record<string, unknown>, resultSchema: z.ZodType<T>, opts: RunOptions = {}): Promise<PeerAnswer<T>> {
     const list = this.#opts.trustList();
     const entry = countryEntry(list, country);
     const now = this.#opts.now?.() ?? new Date();
@@ -233,8 +233,11 @@ export class PeerClient {
     if (callerSignal?.aborted === true) onLeft();
     else callerSignal?.addEventListener('abort', onLeft, { once: true });
     // A caller that left is not the peer's failure: said as the bulkheads say it.
-    const failure = (e: unknown, code: 'peer.unreachable' | 'peer.bad-response'): GatewayError =>
-      callerSignal?.aborted === true ? new GatewayError('service.busy', 'the caller left', { cause: e }) : new GatewayError(code, code === 'peer.unreachable' ? country : 'response too large', { cause: e });
+    const failure = (e: unknown): GatewayError => {
+      if (callerSignal?.aborted === true) return new GatewayError('service.busy', 'the caller left', { cause: e });
+      if (e instanceof undiciErrors.ResponseExceededMaxSizeError) return new GatewayError('peer.bad-response', 'response too large', { cause: e });
+      return new GatewayError('peer.unreachable', country, { cause: e });
+    };
     try {
       let res;
       try {
@@ -247,12 +250,12 @@ export class PeerClient {
         });
       } catch (e) {
         if (isPinMismatch(e)) throw new GatewayError('peer.server-untrusted', country, { cause: e });
-        throw failure(e, e instanceof undiciErrors.ResponseExceededMaxSizeError ? 'peer.bad-response' : 'peer.unreachable');
+        throw failure(e);
       }
       try {
         return { statusCode: res.statusCode, headers: res.headers, body: await res.body.text() };
       } catch (e) {
-        throw failure(e, e instanceof undiciErrors.ResponseExceededMaxSizeError ? 'peer.bad-response' : 'peer.unreachable');
+        throw failure(e);
       }
     } finally {
       clearTimeout(timer);

@@ -47,7 +47,7 @@ export interface RunOptions {
    * Aborted when nobody wants the answer any more (the caller hung up): a piece still waiting
    * leaves the queue at once, and one granted a slot meanwhile is skipped, its slot passing on.
    */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
 }
 
 interface Waiter {

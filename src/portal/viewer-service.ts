@@ -145,7 +145,7 @@ function consumerDeps(deps: ViewerDeps): ConsumerDeps {
 
 /** The same identification as `POST /api/v1/cross-border/patients/$identify` (src/crossborder/consumer.ts). */
 export async function identifyPatient(deps: ViewerDeps, hcp: { token: string; assertion: HcpAssertion }, q: IdentifyQuery, meta: RequestMeta): Promise<DiscoveryResult> {
-  return deps.services.peers.withSlot(q.country, () => identifyAbroad(consumerDeps(deps), { ...hcp, ...meta }, q), meta.signal === undefined ? {} : { signal: meta.signal });
+  return deps.services.peers.withSlot(q.country, () => identifyAbroad(consumerDeps(deps), { ...hcp, ...meta }, q), { signal: meta.signal });
 }
 
 /** The same summary as `GET /api/v1/cross-border/patients/:country/:ref/summary`. */
@@ -156,7 +156,7 @@ export async function fetchSummary(
   ref: string,
   meta: RequestMeta,
 ): Promise<FetchedSummary> {
-  return deps.services.peers.withSlot(country, () => summaryFromAbroad(consumerDeps(deps), { ...hcp, ...meta }, country, ref), meta.signal === undefined ? {} : { signal: meta.signal });
+  return deps.services.peers.withSlot(country, () => summaryFromAbroad(consumerDeps(deps), { ...hcp, ...meta }, country, ref), { signal: meta.signal });
 }
 
 /** LOINC 34109-9 "Note": the document type of a free-text clinical note. */
