@@ -3,11 +3,11 @@
  * compiled build of src/ so no TypeScript transpiler runs inside it), observed from outside.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, symlinkSync } from 'node:fs';
+import { appendFileSync, existsSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { log, procSample, REPO_DIR, type ProcSample } from './lib.js';
+import { log, procSample, REPO_DIR, resetPeakRss, type ProcSample } from './lib.js';
 import { PERF_NODE_ARGS } from './perf-profile.js';
 
 /**
@@ -33,6 +33,8 @@ export interface GatewayProcess {
   readonly readyMs: number;
   readonly apiUrl: string;
   sample(): ProcSample;
+  /** The peak RSS so far (MB), which is then reset to the current RSS (lib.ts resetPeakRss). */
+  resetPeak(): number;
   /** SIGTERM, then wait for the exit (the graceful path, which also flushes a --cpu-prof profile). */
   stop(): Promise<number | null>;
   readonly lastLines: string[];
@@ -57,7 +59,9 @@ export async function startGatewayProcess(opts: StartOptions): Promise<GatewayPr
   const t0 = process.hrtime.bigint();
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--config', opts.configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lastLines: string[] = [];
+  const traceFile = process.env['BENCH_GATEWAY_LOG_DIR'] === undefined ? undefined : join(process.env['BENCH_GATEWAY_LOG_DIR'], `gw-${String(child.pid)}.log`);
   const keep = (line: string): void => {
+    if (traceFile !== undefined) appendFileSync(traceFile, `${line}\n`);
     lastLines.push(line);
     if (lastLines.length > 40) lastLines.shift();
   };
@@ -94,6 +98,7 @@ export async function startGatewayProcess(opts: StartOptions): Promise<GatewayPr
     readyMs: Math.round(r.ms),
     apiUrl: r.apiUrl,
     sample: () => procSample(pid),
+    resetPeak: () => resetPeakRss(pid),
     lastLines,
     stop: async () => {
       if (child.exitCode !== null) return child.exitCode;

@@ -4,7 +4,7 @@
  * autocannon run as a separate process.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -72,6 +72,17 @@ export function procSample(pid: number): ProcSample {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 'NaN');
   return { cpuMs: ((utime + stime) * 1000) / CLOCK_TICKS_PER_SEC, rssMb: round(kb('VmRSS') / 1024), hwmMb: round(kb('VmHWM') / 1024) };
+}
+
+/**
+ * Sets a process's peak resident size (VmHWM) back to its current size, so that a later reading is
+ * the peak since now: "under load" without the start-up transient (Linux >= 4.0, proc(5)
+ * /proc/pid/clear_refs, value 5). Returns the peak before the reset, in MB.
+ */
+export function resetPeakRss(pid: number): number {
+  const before = procSample(pid).hwmMb;
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  return before;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -87,10 +87,11 @@ async function main(): Promise<void> {
     } else {
       // Warm-up before anything is measured or profiled: V8 is still tiering functions up
       // (compiling on background threads) for the first thousands of fetches.
+      const startupPeak = world.resetPeaks();
       const warmup = await warmUp(target, sample, { connections: CONNECTIONS, totalS: WARMUP_S, windowS: 5 });
       process.stdout.write(`${JSON.stringify({ warmup })}\n`);
       const perf = PERF ? startPerfOnGateways(w) : undefined;
-      await fetchPhase(target, sample);
+      await fetchPhase(target, sample, startupPeak);
       if (perf !== undefined) process.stdout.write(`${JSON.stringify(await perf(), null, 1)}\n`);
       process.stdout.write(`${JSON.stringify(await memoryBreakdown(world))}\n`);
       await heapSnapshot(world);
@@ -161,6 +162,7 @@ async function runVariants(world: BenchWorld, sections: readonly string[]): Prom
         }
       }
       target ??= await prepareCrossBorder(world, sections);
+      const startupPeak = world.resetPeaks();
       const sample = gatewaySampler(world);
       await warmUp(target, sample, { connections: CONNECTIONS, totalS: WARMUP_S, windowS: 5 });
       const [phase] = await loadPhases(`${v.name} (round ${pass})`, target, sample, { connections: [CONNECTIONS], durationS: 6 });
@@ -179,6 +181,8 @@ async function runVariants(world: BenchWorld, sections: readonly string[]): Prom
         cpuMsOrchestrator: phase.cpuMsPerFetch['orchestrator'],
         peakRssMbEs: peak['ES gateway']?.hwmMb,
         peakRssMbDk: peak['DK gateway']?.hwmMb,
+        startupPeakRssMbEs: startupPeak['ES gateway'],
+        startupPeakRssMbDk: startupPeak['DK gateway'],
         ...Object.fromEntries(Object.entries(await memoryBreakdown(world)).map(([c, m]) => [`after${c}`, m])),
       };
       rows.push(row);
@@ -232,7 +236,7 @@ async function memoryBreakdown(world: BenchWorld): Promise<Record<string, Record
   return out;
 }
 
-async function fetchPhase(target: Target, sample: Sampler): Promise<void> {
+async function fetchPhase(target: Target, sample: Sampler, startupPeak: Record<string, number>): Promise<void> {
   const [phase] = await loadPhases('quick', target, sample, { connections: [CONNECTIONS], durationS: 6 });
   if (phase === undefined) throw new Error('no phase');
   const peak = sample();
@@ -246,7 +250,9 @@ async function fetchPhase(target: Target, sample: Sampler): Promise<void> {
         atHalf: phase.atHalf.latencyMs,
         atHalfAutocannonBursts: phase.atHalfBursts.latencyMs,
         cpuMsPerFetch: { ...phase.cpuMsPerFetch, gateways: round(gw, 2) },
+        // Since the warm-up began (start-up's transient is the next line).
         peakRssMb: { ES: peak['ES gateway']?.hwmMb, DK: peak['DK gateway']?.hwmMb },
+        startupPeakRssMb: { ES: startupPeak['ES gateway'], DK: startupPeak['DK gateway'] },
         bytes: target.bytes,
       },
       null,

@@ -142,6 +142,7 @@ async function main(): Promise<void> {
     const idle = sample();
     const target = await prepareCrossBorder(world, ips.sectionCodes);
     log(`summary through the gateways: ${target.bytes} bytes, ${target.entries} entries`);
+    const startupPeakPg = world.resetPeaks();
     const warmupPg = await warmUp(target, sample, { connections: 10, totalS: WARMUP_S, windowS: 5 });
     const e2e = await loadPhases('e2e pg', target, sample, { connections: CONNECTIONS, durationS: LOAD_S });
     const peakPg = sample();
@@ -161,6 +162,7 @@ async function main(): Promise<void> {
     log('step 3b: end to end on PGlite (10 connections)');
     await world.startGateways('pglite');
     const targetLite = await prepareCrossBorder(world, ips.sectionCodes);
+    const startupPeakLite = world.resetPeaks();
     const warmupLite = await warmUp(targetLite, samplerFor(world), { connections: 10, totalS: WARMUP_S, windowS: 5 });
     const e2eLite = await loadPhases('e2e pglite', targetLite, samplerFor(world), { connections: [10], durationS: LOAD_S });
     const peakLite = samplerFor(world)();
@@ -191,7 +193,7 @@ async function main(): Promise<void> {
     }));
     await writeResult('profiles', { load: profLoad, gateways: gatewayProfiles, onCpu: withPerf ? onCpu : 'not measured: Linux perf is not installed' });
 
-    await writeResult('e2e', { target: { bytes: target.bytes, entries: target.entries }, idle, warmup: { postgres: warmupPg, pglite: warmupLite }, postgres: e2e, peakPostgres: peakPg, pglite: e2eLite, peakPglite: peakLite });
+    await writeResult('e2e', { target: { bytes: target.bytes, entries: target.entries }, idle, warmup: { postgres: warmupPg, pglite: warmupLite }, postgres: e2e, peakPostgres: peakPg, startupPeakPostgres: startupPeakPg, pglite: e2eLite, peakPglite: peakLite, startupPeakPglite: startupPeakLite });
     await writeResult('direct', { target: { bytes: direct.bytes, entries: direct.entries }, phases: directPhases });
 
     // Targets from the issue, next to what this run measured.
@@ -217,8 +219,19 @@ async function main(): Promise<void> {
           envelopeCpuMsPerFetch: round((ecdh?.perFetchCpuUs ?? 0) / 1000, 3),
           met: gatewayCpuMs(c10) <= (2 * (ecdh?.perFetchCpuUs ?? 0)) / 1000,
         },
-        ...(['ES gateway', 'DK gateway'] as const).map((g) => ({ target: `RSS <= 150 MB under load (${g}, PostgreSQL, peak)`, measured: peakPg[g]?.hwmMb ?? null, met: (peakPg[g]?.hwmMb ?? Infinity) <= 150 })),
-        ...(['ES gateway', 'DK gateway'] as const).map((g) => ({ target: `RSS <= 150 MB under load (${g}, PGlite, peak)`, measured: peakLite[g]?.hwmMb ?? null, met: (peakLite[g]?.hwmMb ?? Infinity) <= 150 })),
+        // Peak since the warm-up began (world.resetPeaks); the start-up transient is reported beside it.
+        ...(['ES gateway', 'DK gateway'] as const).map((g) => ({
+          target: `RSS <= 150 MB under load (${g}, PostgreSQL, peak from the warm-up on)`,
+          measured: peakPg[g]?.hwmMb ?? null,
+          startupPeak: startupPeakPg[g] ?? null,
+          met: (peakPg[g]?.hwmMb ?? Infinity) <= 150,
+        })),
+        ...(['ES gateway', 'DK gateway'] as const).map((g) => ({
+          target: `RSS <= 150 MB under load (${g}, PGlite, peak from the warm-up on)`,
+          measured: peakLite[g]?.hwmMb ?? null,
+          startupPeak: startupPeakLite[g] ?? null,
+          met: (peakLite[g]?.hwmMb ?? Infinity) <= 150,
+        })),
         ...pgliteStart.map((v) => ({ target: `start to ready <= 1500 ms (${v.variant})`, measured: v.medianReadyMs, met: v.medianReadyMs <= 1500 })),
         ...(typeof submissionRuns === 'string'
           ? [{ target: '>= 500 accepted submissions/s; delivery lag p99 <= 1 s', measured: submissionRuns, met: null }]
@@ -242,7 +255,7 @@ async function main(): Promise<void> {
         p50Ratio: round(c10.atHalf.latencyMs.p50 / Math.max(0.01, d10.atHalf.latencyMs.p50), 1),
       },
       storage: { pgRpsAt10: c10.saturation.rps, pgliteRpsAt10: e2eLite[0]?.saturation.rps ?? null, pgCpuMsPerFetch: c10.cpuMsPerFetch, pgliteCpuMsPerFetch: e2eLite[0]?.cpuMsPerFetch ?? null },
-      memory: { idle, peakPostgres: peakPg, peakPglite: peakLite },
+      memory: { idle, peakPostgres: peakPg, peakPglite: peakLite, startupPeakPostgres: startupPeakPg, startupPeakPglite: startupPeakLite },
       wallSeconds: Math.round((Date.now() - started) / 1000),
     };
     await writeResult('summary', summary);

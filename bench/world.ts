@@ -73,6 +73,12 @@ export interface BenchWorld {
   /** Starts both gateways (DK first: ES's peer client needs it only at request time, but order is cheap). */
   startGateways(storage: Storage, opts?: { cpuProfDir?: string; perfMap?: boolean; freshSchemas?: boolean }): Promise<void>;
   stopGateways(): Promise<void>;
+  /**
+   * Each gateway's peak RSS so far (MB, by sampler name), then reset: called once the gateways are
+   * ready and prepared, so that the peak read after the load is the peak under load, without
+   * start-up and the one-off sign-in and identify.
+   */
+  resetPeaks(): Record<string, number>;
   hcpSignIn(country: Country, personId: string): Promise<string>;
   citizenSignIn(country: Country, personId: string): Promise<string>;
   close(): Promise<void>;
@@ -115,6 +121,14 @@ export async function startBenchWorld(db: BenchDatabase): Promise<BenchWorld> {
         await cw.gateway?.stop();
         cw.gateway = undefined;
       }
+    },
+    resetPeaks() {
+      const out: Record<string, number> = {};
+      for (const cw of [es, dk]) {
+        if (cw.gateway === undefined) throw new Error('gateways not running');
+        out[`${cw.country} gateway`] = cw.gateway.resetPeak();
+      }
+      return out;
     },
     hcpSignIn: (c, personId) => hcpSignInAt(of(c), personId),
     citizenSignIn: (c, personId) => citizenSignInAt(of(c), personId),
