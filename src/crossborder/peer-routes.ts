@@ -152,9 +152,16 @@ export const peerRoutes: FastifyPluginAsync<PeerRoutesOptions> = async (app: Fas
       skewSeconds: opts.clockSkewSeconds,
       replay: opts.replay,
     });
-    const result = await op.handle({ country, request: verified, requestId: request.id, remoteAddress: request.ip }, request);
     const auditFrom = z.number().int().nonnegative().optional().safeParse(verified.claims['auditFrom']);
-    const checkpoint = opts.checkpoint === undefined ? undefined : await opts.checkpoint(auditFrom.success ? auditFrom.data : undefined);
+    // The latest signed checkpoint does not depend on the operation (checkpoints are signed on
+    // their own schedule), so it is fetched while the operation runs: one database round trip fewer
+    // in sequence, and the operation's result (a whole summary) is not held across it. When the
+    // operation fails the checkpoint is dropped; at most it signed the log's first checkpoint, which
+    // the next request would have signed anyway.
+    const checkpointRead = opts.checkpoint?.(auditFrom.success ? auditFrom.data : undefined);
+    checkpointRead?.catch(() => undefined);
+    const result = await op.handle({ country, request: verified, requestId: request.id, remoteAddress: request.ip }, request);
+    const checkpoint = await checkpointRead;
     return sealResponse(
       { inResponseTo: verified.jti, result, ...(checkpoint === undefined ? {} : { checkpoint }) },
       { signingKey: opts.keys.signing, recipientKey: encryptionKeyFor(list, country), now: now() },
