@@ -83,18 +83,20 @@ describe('audit across both gateways', () => {
     }
   });
 
-  test('audit store unavailable: the summary is refused and nothing is disclosed', async () => {
-    const db = world.dk.gateway.db;
-    await db.query('ALTER TABLE audit_log RENAME TO audit_log_offline');
-    try {
-      const res = await api(`${world.es.apiUrl}/api/v1/cross-border/patients/DK/${ref}/summary`, { token: ana });
-      assert.equal(res.status, 503);
-      assert.equal((res.body.issue as Array<{ details: { coding: Array<{ code: string }> } }>)[0]?.details.coding[0]?.code, 'audit.unavailable');
-      assert.ok(!JSON.stringify(res.body).includes('AllergyIntolerance'));
-    } finally {
-      await db.query('ALTER TABLE audit_log_offline RENAME TO audit_log');
-    }
-  });
+  for (const side of ['DK', 'ES'] as const) {
+    test(`audit store unavailable at ${side === 'DK' ? 'the provider' : 'the consumer'}: the summary is refused and nothing is disclosed`, async () => {
+      const db = (side === 'DK' ? world.dk : world.es).gateway.db;
+      await db.query('ALTER TABLE audit_log RENAME TO audit_log_offline');
+      try {
+        const res = await api(`${world.es.apiUrl}/api/v1/cross-border/patients/DK/${ref}/summary`, { token: ana });
+        assert.equal(res.status, 503);
+        assert.equal((res.body.issue as Array<{ details: { coding: Array<{ code: string }> } }>)[0]?.details.coding[0]?.code, 'audit.unavailable');
+        assert.ok(!JSON.stringify(res.body).includes('AllergyIntolerance'));
+      } finally {
+        await db.query('ALTER TABLE audit_log_offline RENAME TO audit_log');
+      }
+    });
+  }
 
   test('a provider that restores an older log is caught by the consumer\'s witness', async () => {
     const db = world.dk.gateway.db;

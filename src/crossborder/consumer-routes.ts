@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { Auditor } from '../audit/auditor.js';
 import { FHIR_JSON } from '../http/error-handler.js';
 import { requireHcp, type GuardOptions } from '../identity/guards.js';
-import { identifyAbroad, summaryFromAbroad } from './consumer.js';
+import { identifyAbroad, summaryFromAbroadAs } from './consumer.js';
 import { callerLeft } from '../http/work-limiter.js';
 import type { PeerClient } from './peer-client.js';
 
@@ -108,24 +108,25 @@ export const consumerRoutes: FastifyPluginAsyncZod<ConsumerRoutesOptions> = asyn
       const { token, assertion } = await requireHcp(request, opts.guard);
       const { country, ref } = request.params;
       const wanted = request.query.section === undefined ? undefined : [request.query.section].flat();
-      // The peer's answer is opened, checked, audited and serialised inside the peer's bulkhead:
-      // that is where the document is in memory several times over.
+      // The peer's answer is opened, checked, serialised and audited inside the peer's bulkhead:
+      // that is where the document is in memory several times over. It is serialised before the
+      // audit record is written, so that only the answer's bytes wait for that write.
       const left = callerLeft(reply);
       const { summary, signedAt, body } = await opts.peers.withSlot(
         country,
-        async () => {
-          const summary = await summaryFromAbroad(deps, { token, assertion, remoteAddress: request.ip, requestId: request.id, signal: left }, country, ref, wanted);
-          const signedAt = summary.signedAt.toISOString();
-          // Provenance travels with the document as FHIR Bundle.signature: the provider's own JWS over
-          // the answer (sigFormat application/jose), verifiable against its trust-list keys.
-          const body = withSignature(summary.bundle, {
-            type: [{ system: 'urn:iso-astm:E1762-95:2013', code: '1.2.840.10065.1.12.1.5', display: 'Verification Signature' }],
-            when: signedAt,
-            who: { identifier: { system: 'urn:ncpeh:ncp', value: summary.signerNcpId }, display: `National Contact Point ${country}` },
-            sigFormat: 'application/jose',
-          }, summary.jws);
-          return { summary, signedAt, body };
-        },
+        () =>
+          summaryFromAbroadAs(deps, { token, assertion, remoteAddress: request.ip, requestId: request.id, signal: left }, country, ref, wanted, (fetched) => {
+            const signedAt = fetched.signedAt.toISOString();
+            // Provenance travels with the document as FHIR Bundle.signature: the provider's own JWS
+            // over the answer (sigFormat application/jose), verifiable against its trust-list keys.
+            const body = withSignature(fetched.bundle, {
+              type: [{ system: 'urn:iso-astm:E1762-95:2013', code: '1.2.840.10065.1.12.1.5', display: 'Verification Signature' }],
+              when: signedAt,
+              who: { identifier: { system: 'urn:ncpeh:ncp', value: fetched.signerNcpId }, display: `National Contact Point ${country}` },
+              sigFormat: 'application/jose',
+            }, fetched.jws);
+            return { summary: { signerNcpId: fetched.signerNcpId, basis: fetched.basis }, signedAt, body };
+          }),
         { signal: left },
       );
       return reply

@@ -104,8 +104,51 @@ export interface FetchedSummary {
   readonly jws: string;
 }
 
-export async function summaryFromAbroad(deps: ConsumerDeps, caller: Caller, country: string, ref: string, sections?: readonly string[]): Promise<FetchedSummary> {
+export function summaryFromAbroad(deps: ConsumerDeps, caller: Caller, country: string, ref: string, sections?: readonly string[]): Promise<FetchedSummary> {
+  return summaryFromAbroadAs(deps, caller, country, ref, sections, (summary) => summary);
+}
+
+/**
+ * The summary from abroad as `prepare` turns it into what the caller sends on (the hospital API:
+ * the answer's bytes). `prepare` runs once the document is checked and before the import is
+ * audited, so that what waits for the audit record's database write is its result, not the parsed
+ * document and the provider's JWS (several hundred kilobytes of objects that would otherwise
+ * outlive a young-generation collection under load; bench/promotion.ts). Nothing is returned
+ * unless the audit record is written (fail closed); if `prepare` throws, no import is recorded.
+ */
+export async function summaryFromAbroadAs<T>(
+  deps: ConsumerDeps,
+  caller: Caller,
+  country: string,
+  ref: string,
+  sections: readonly string[] | undefined,
+  prepare: (summary: FetchedSummary) => T,
+): Promise<T> {
   checkAbroad(deps, country);
+  // Received and prepared in a call of its own, so that nothing of the document stays reachable
+  // from this frame while the audit record is written.
+  const { prepared, sectionsDisplay, signature } = await receiveSummary(deps, caller, country, ref, sections, prepare);
+  await deps.audit.record({
+    kind: 'import',
+    outcome: 'success',
+    user: auditUser(caller.assertion),
+    client: { id: caller.assertion.client_id, network: caller.remoteAddress },
+    sourceCountry: country,
+    transactionId: caller.requestId,
+    patient: { reference: `Patient/${ref}` },
+    entityExtra: [{ what: { display: sectionsDisplay }, description: signature }],
+  });
+  return prepared;
+}
+
+async function receiveSummary<T>(
+  deps: ConsumerDeps,
+  caller: Caller,
+  country: string,
+  ref: string,
+  sections: readonly string[] | undefined,
+  prepare: (summary: FetchedSummary) => T,
+): Promise<{ prepared: T; sectionsDisplay: string; signature: string }> {
   const answer = await deps.peers
     .call(country, '/ncp/v1/patient-summary', { hcp: caller.token, ref, ...(sections === undefined ? {} : { sections }) }, SummaryResultSchema, { signal: caller.signal })
     .catch(relayPeerRefusal);
@@ -117,15 +160,9 @@ export async function summaryFromAbroad(deps: ConsumerDeps, caller: Caller, coun
     throw new GatewayError('peer.bad-response', 'the peer sent an invalid IPS document', { cause });
   }
   const { signedAt, signerNcpId, jws } = answer.signature;
-  await deps.audit.record({
-    kind: 'import',
-    outcome: 'success',
-    user: auditUser(caller.assertion),
-    client: { id: caller.assertion.client_id, network: caller.remoteAddress },
-    sourceCountry: country,
-    transactionId: caller.requestId,
-    patient: { reference: `Patient/${ref}` },
-    entityExtra: [{ what: { display: `IPS sections ${answer.payload.sections.join(',')}` }, description: `signed by ${signerNcpId} at ${signedAt.toISOString()}` }],
-  });
-  return { bundle, basis: answer.payload.basis, sections: answer.payload.sections, signerNcpId, signedAt, jws };
+  return {
+    prepared: prepare({ bundle, basis: answer.payload.basis, sections: answer.payload.sections, signerNcpId, signedAt, jws }),
+    sectionsDisplay: `IPS sections ${answer.payload.sections.join(',')}`,
+    signature: `signed by ${signerNcpId} at ${signedAt.toISOString()}`,
+  };
 }
