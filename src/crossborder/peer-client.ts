@@ -13,7 +13,7 @@ import { CAPACITY_DEFAULTS, KeyedWorkLimiters, type RunOptions } from '../http/w
 import type { GatewayKeys } from '../trust/keys.js';
 import { PEER_CIPHERS, PEER_TLS_MIN_VERSION, sha256Hex } from '../trust/peer-tls.js';
 import { countryEntry, serverFingerprintsFor, type TrustList } from '../trust/trust-list.js';
-import { openResponseSigned, signRequest, unverifiedClaim } from './envelope.js';
+import { openResponseSigned, signRequest, unverifiedClaim, type JwksLike } from './envelope.js';
 
 export const JOSE_MEDIA_TYPE = 'application/jose';
 
@@ -194,8 +194,23 @@ export class PeerClient {
     });
     const requestId = unverifiedClaim(jws, 'jti');
     if (requestId === undefined) throw new Error('signRequest produced no jti');
-    const url = new URL(path, entry.peerUrl);
-    const res = await this.#exchange(country, url, jws, opts.signal);
+    const opened = await this.#receive(country, new URL(path, entry.peerUrl), jws, entry.jwks, now, opts.signal);
+    const result = resultSchema.safeParse(checkInResponseTo(opened.payload, requestId));
+    if (this.#opts.witness !== undefined && typeof opened.payload === 'object' && opened.payload !== null && 'checkpoint' in opened.payload) {
+      const witness = this.#opts.witness;
+      await witness.record(country, opened.payload.checkpoint, witnessed).catch((e: unknown) => witness.onRefused(country, e));
+    }
+    if (!result.success) throw new GatewayError('peer.bad-response', 'answer does not match the operation schema', { cause: result.error });
+    return { payload: result.data, requestId, signature: { jws: opened.jws, signedAt: opened.signedAt, signerNcpId: entry.ncpId } };
+  }
+
+  /**
+   * Sends the request and opens the answer. A call of its own, so that the answer's text (about
+   * 93 KB for a summary) is unreachable once it is opened, not held while the witness record is
+   * written.
+   */
+  async #receive(country: string, url: URL, jws: string, signerKeys: JwksLike, now: Date, signal: AbortSignal | undefined): ReturnType<typeof openResponseSigned> {
+    const res = await this.#exchange(country, url, jws, signal);
     if (res.statusCode !== 200) {
       // Redirects are an error too: a peer API never redirects, and following one would leave the
       // pinned connection.
@@ -204,18 +219,7 @@ export class PeerClient {
     }
     const contentType = String(res.headers['content-type'] ?? '');
     if (!contentType.startsWith(JOSE_MEDIA_TYPE)) throw new GatewayError('peer.bad-response', 'answer is not application/jose');
-    const opened = await openResponseSigned(res.body.trim(), {
-      decryptionKeys: this.#opts.keys.decryption,
-      expectedSignerKeys: entry.jwks,
-      now,
-    });
-    const result = resultSchema.safeParse(checkInResponseTo(opened.payload, requestId));
-    if (this.#opts.witness !== undefined && typeof opened.payload === 'object' && opened.payload !== null && 'checkpoint' in opened.payload) {
-      const witness = this.#opts.witness;
-      await witness.record(country, opened.payload.checkpoint, witnessed).catch((e: unknown) => witness.onRefused(country, e));
-    }
-    if (!result.success) throw new GatewayError('peer.bad-response', 'answer does not match the operation schema', { cause: result.error });
-    return { payload: result.data, requestId, signature: { jws: opened.jws, signedAt: opened.signedAt, signerNcpId: entry.ncpId } };
+    return openResponseSigned(res.body.trim(), { decryptionKeys: this.#opts.keys.decryption, expectedSignerKeys: signerKeys, now });
   }
 
   /**
