@@ -136,7 +136,11 @@ export const peerRoutes: FastifyPluginAsync<PeerRoutesOptions> = async (app: Fas
       // Queued by the certificate's country, after the connection was authenticated: an unknown
       // caller never takes a place in the queue.
       const sealed = await limiter.run(country, () => answer(country, body, request, op), { signal: callerLeft(reply) });
-      return reply.code(200).header('content-type', JOSE_MEDIA_TYPE).send(sealed);
+      // Sent as bytes (a compact JWE is ASCII): the text, about 93 KB for a summary, built by
+      // concatenation, would otherwise be flattened for its length and held on the heap until the
+      // TLS socket has taken it, which under load outlives young-generation collections
+      // (bench/promotion.ts: a fifth of what the provider promoted).
+      return reply.code(200).header('content-type', JOSE_MEDIA_TYPE).send(Buffer.from(sealed, 'latin1'));
     });
   }
 
