@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { log, procSample, REPO_DIR, resetPeakRss, type ProcSample } from './lib.js';
+import { GATEWAY_NODE_FLAGS } from '../src/node-flags.js';
 import { PERF_NODE_ARGS } from './perf-profile.js';
 
 /**
@@ -35,6 +36,8 @@ export interface GatewayProcess {
   sample(): ProcSample;
   /** The peak RSS so far (MB), which is then reset to the current RSS (lib.ts resetPeakRss). */
   resetPeak(): number;
+  /** The DevTools protocol address, when the gateway runs with --inspect (bench/promotion.ts). */
+  inspectorUrl(): string | undefined;
   /** SIGTERM, then wait for the exit (the graceful path, which also flushes a --cpu-prof profile). */
   stop(): Promise<number | null>;
   readonly lastLines: string[];
@@ -55,13 +58,17 @@ export async function startGatewayProcess(opts: StartOptions): Promise<GatewayPr
   if (opts.storageEnv['DATABASE_URL'] === undefined) delete env['DATABASE_URL'];
   // BENCH_GATEWAY_NODE_ARGS: extra node flags for the gateways only (e.g. V8 heap sizing), to compare.
   const extra = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-  const nodeArgs = [...extra, ...(opts.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir]), ...(opts.perfMap === true ? PERF_NODE_ARGS : [])];
+  // The flags the image and the sandbox start a gateway with; extra ones come after and win.
+  const nodeArgs = [...GATEWAY_NODE_FLAGS, ...extra, ...(opts.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir]), ...(opts.perfMap === true ? PERF_NODE_ARGS : [])];
   const t0 = process.hrtime.bigint();
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--config', opts.configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lastLines: string[] = [];
-  const traceFile = process.env['BENCH_GATEWAY_LOG_DIR'] === undefined ? undefined : join(process.env['BENCH_GATEWAY_LOG_DIR'], `gw-${String(child.pid)}.log`);
+  let inspectorUrl: string | undefined;
+  // BENCH_GATEWAY_LOG_DIR: every line the gateway prints is also kept in DIR/gateway-<pid>.log (e.g. --trace-gc).
+  const logDir = process.env['BENCH_GATEWAY_LOG_DIR'];
+  const logFile = logDir === undefined ? undefined : join(logDir, `gateway-${String(child.pid)}.log`);
   const keep = (line: string): void => {
-    if (traceFile !== undefined) appendFileSync(traceFile, `${line}\n`);
+    if (logFile !== undefined) appendFileSync(logFile, `${line}\n`);
     lastLines.push(line);
     if (lastLines.length > 40) lastLines.shift();
   };
@@ -78,7 +85,10 @@ export async function startGatewayProcess(opts: StartOptions): Promise<GatewayPr
         resolve({ ms: Number(process.hrtime.bigint() - t0) / 1e6, apiUrl });
       }
     });
-    createInterface({ input: child.stderr }).on('line', keep);
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      keep(line);
+      inspectorUrl ??= /^Debugger listening on (ws:\/\/\S+)/.exec(line)?.[1];
+    });
     void exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`gateway exited (${String(code)}) before ready:\n${lastLines.join('\n')}`));
@@ -99,6 +109,7 @@ export async function startGatewayProcess(opts: StartOptions): Promise<GatewayPr
     apiUrl: r.apiUrl,
     sample: () => procSample(pid),
     resetPeak: () => resetPeakRss(pid),
+    inspectorUrl: () => inspectorUrl,
     lastLines,
     stop: async () => {
       if (child.exitCode !== null) return child.exitCode;

@@ -16,6 +16,7 @@ import { ConfigSchema } from '../src/config/schema.js';
 import { ehrClientId, startCountryEid, type CountryEid } from './eid.js';
 import { startFhirServer, type RunningFhirServer } from './fhir-server.js';
 import { writeSandboxTrustList } from './trust-list.js';
+import { GATEWAY_NODE_FLAGS } from '../src/node-flags.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SANDBOX = join(ROOT, '.sandbox');
@@ -146,7 +147,7 @@ async function main(): Promise<void> {
 
   for (const plan of plans) {
     say(`starting the ${plan.country} gateway (api ${plan.apiUrl}, peer ${plan.peerUrl}) ...`);
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), 'serve', '--config', plan.configFile], {
+    const child = spawn(process.execPath, [...GATEWAY_NODE_FLAGS, '--import', 'tsx', join(ROOT, 'src', 'cli.ts'), 'serve', '--config', plan.configFile], {
       cwd: ROOT,
       env: { ...process.env, NCPEH_DATA_DIR: join(SANDBOX, 'data', plan.country.toLowerCase()) },
       stdio: ['ignore', 'pipe', 'pipe'],

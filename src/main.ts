@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import { buildGateway, type Gateway } from './app.js';
 import type { Config } from './config/schema.js';
@@ -192,7 +193,9 @@ export async function startGateway(config: Readonly<Config>, logger: Logger, ope
     const apiUrl = urlOf('http', gateway.api.server.address());
     const peerUrl = urlOf('https', gateway.peer.server.address());
     startup['listening'] = Math.round(performance.now());
-    logger.info({ apiUrl, peerUrl, storage: db.kind, trustListSequence: trust.current()?.sequence ?? null, startupMs: startup }, 'gateway ready');
+    // The heap limit shows whether the process was started with src/node-flags.ts (1,048 MB) or not.
+    const heapLimitMb = Math.round(getHeapStatistics().heap_size_limit / 2 ** 20);
+    logger.info({ apiUrl, peerUrl, storage: db.kind, trustListSequence: trust.current()?.sequence ?? null, startupMs: startup, heapLimitMb }, 'gateway ready');
     const client = peerClient;
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
+import { GATEWAY_NODE_FLAGS } from '../src/node-flags.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -42,5 +44,22 @@ describe('docker-compose.yml', () => {
     const { status, stderr } = runConfig(cmd ?? [], env);
     assert.notEqual(status, 0);
     assert.match(stderr, /NCPEH_POSTGRES_PASSWORD/);
+  });
+});
+
+describe('the gateway process heap sizing (src/node-flags.ts)', () => {
+  test('the image starts `ncpeh serve` with exactly the flags the sandbox and the bench use', () => {
+    const dockerfile = readFileSync(`${root}docker/Dockerfile`, 'utf8');
+    const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
+    assert.ok(entrypoint !== undefined, 'no exec-form ENTRYPOINT in docker/Dockerfile');
+    assert.deepEqual(JSON.parse(entrypoint), ['node', ...GATEWAY_NODE_FLAGS, 'dist/src/cli.js']);
+  });
+
+  test('node accepts the flags and sizes the heap by them (1 GB old generation, 8 MB semi-spaces)', () => {
+    const res = spawnSync(process.execPath, [...GATEWAY_NODE_FLAGS, '-e', 'process.stdout.write(String(require("v8").getHeapStatistics().heap_size_limit))'], { encoding: 'utf8' });
+    assert.equal(res.status, 0, res.stderr);
+    const limitMb = Number(res.stdout) / 2 ** 20;
+    // The limit is the old generation's plus the young generation's (three semi-spaces' worth).
+    assert.ok(limitMb >= 1024 && limitMb <= 1024 + 3 * 8, `heap limit ${limitMb} MB`);
   });
 });
