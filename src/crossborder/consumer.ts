@@ -127,7 +127,7 @@ export async function summaryFromAbroadAs<T>(
   checkAbroad(deps, country);
   // Received and prepared in a call of its own, so that nothing of the document stays reachable
   // from this frame while the audit record is written.
-  const { prepared, sectionsDisplay, signature } = await receiveSummary(deps, caller, country, ref, sections, prepare);
+  const { prepared, sectionsDisplay, signature } = await receiveSummary(deps, caller, { country, ref, sections }, prepare);
   await deps.audit.record({
     kind: 'import',
     outcome: 'success',
@@ -144,9 +144,7 @@ export async function summaryFromAbroadAs<T>(
 async function receiveSummary<T>(
   deps: ConsumerDeps,
   caller: Caller,
-  country: string,
-  ref: string,
-  sections: readonly string[] | undefined,
+  { country, ref, sections }: { country: string; ref: string; sections: readonly string[] | undefined },
   prepare: (summary: FetchedSummary) => T,
 ): Promise<{ prepared: T; sectionsDisplay: string; signature: string }> {
   const answer = await deps.peers
