@@ -11,9 +11,10 @@
  * warm-up of BENCH_WARMUP_S (default 20). Bytes are sampled (one sample per 8 KB on average), so
  * read them as shares and orders of magnitude. BENCH_GATEWAY_NODE_ARGS adds flags (e.g. heap sizing).
  */
+import { rmSync } from 'node:fs';
 import { WebSocket } from 'undici';
 import { installDocument, prepareCrossBorder } from './e2e.js';
-import { buildGateway } from './gateway-process.js';
+import { buildGateway, BUILD_DIR } from './gateway-process.js';
 import { buildBenchIps } from './ips.js';
 import { autocannon, log } from './lib.js';
 import { BenchDatabase, startBenchWorld } from './world.js';
@@ -44,6 +45,11 @@ async function devtools(url: string): Promise<{ send(method: string, params?: ob
     pending.delete(msg.id);
     if (msg.error !== undefined) p?.reject(new Error(msg.error.message));
     else p?.resolve(msg.result);
+  };
+  // A gateway that exits mid-profile must not leave a request waiting for ever.
+  ws.onclose = () => {
+    for (const p of pending.values()) p.reject(new Error('the inspector connection closed'));
+    pending.clear();
   };
   return {
     send: (method, params = {}) =>
@@ -121,6 +127,7 @@ async function main(): Promise<void> {
   } finally {
     await world.close();
     await db.drop();
+    rmSync(BUILD_DIR, { recursive: true, force: true });
   }
 }
 
