@@ -238,6 +238,58 @@ describe('validateIpsDocument: each rule refuses', () => {
     assertRefused(b, 'reference-resolves', 'Bundle.entry[0].resource.subject.reference');
   });
 
+  test('reference-resolves: the same Type/id resolves against each entry\'s own base, not the first one seen', () => {
+    const b = JSON.parse(text('ips-ig-bundle-no-info-required-sections.json'));
+    // Entry 6 moves to another server: its `Patient/AAA1234` now means a Patient there, which the
+    // document does not hold, while the identical references of the Composition (resolved first) and
+    // of entry 7 still resolve. (The Composition's reference to entry 6 breaks too: its fullUrl moved.)
+    b.entry[6].fullUrl = `https://elsewhere.example/fhir/Immunization/${b.entry[6].resource.id}`;
+    assert.throws(
+      () => validateIpsDocument(b),
+      (e: unknown) =>
+        isGatewayError(e) &&
+        e.expression.includes('Bundle.entry[6].resource.patient.reference') &&
+        !e.expression.includes('Bundle.entry[0].resource.subject.reference') &&
+        !e.expression.includes('Bundle.entry[7].resource.patient.reference'),
+    );
+    // And the other way round: resolved first from the other base, then from the document's own.
+    const c = JSON.parse(text('ips-ig-bundle-no-info-required-sections.json'));
+    c.entry[7].fullUrl = `https://elsewhere.example/fhir/Immunization/${c.entry[7].resource.id}`;
+    const [seventh] = c.entry.splice(7, 1);
+    c.entry.splice(1, 0, seventh);
+    assert.throws(
+      () => validateIpsDocument(c),
+      (e: unknown) =>
+        isGatewayError(e) &&
+        e.expression.includes('Bundle.entry[1].resource.patient.reference') &&
+        !e.expression.includes('Bundle.entry[0].resource.subject.reference') &&
+        !e.expression.includes('Bundle.entry[7].resource.patient.reference'),
+    );
+  });
+
+  test('reference-resolves: #id is resolved in the resource it is found in, not in one seen before', () => {
+    const b = JSON.parse(text('au-ps-basicsummary.json'));
+    const index = b.entry.findIndex((e: { resource: { contained?: unknown } }) => e.resource.contained !== undefined);
+    const copy = structuredClone(b.entry[index]);
+    delete copy.resource.contained;
+    copy.resource.id = '0c3c4a4f-6a3e-4a4f-9d65-2f9f8b9c1d01';
+    copy.fullUrl = `urn:uuid:${copy.resource.id}`;
+    b.entry.push(copy);
+    const pushed = b.entry.length - 1;
+    assert.throws(
+      () => validateIpsDocument(b),
+      (e: unknown) =>
+        isGatewayError(e) && e.expression.length === 1 && (e.expression[0] ?? '').startsWith(`Bundle.entry[${pushed}].resource.`) && (e.expression[0] ?? '').endsWith('.reference'),
+    );
+  });
+
+  test('reference-resolves: a dangling reference inside a contained resource is named by its path there', () => {
+    const b = JSON.parse(text('au-ps-basicsummary.json'));
+    const index = b.entry.findIndex((e: { resource: { contained?: unknown } }) => e.resource.contained !== undefined);
+    b.entry[index].resource.contained[0].manufacturer = { reference: 'Organization/no-such-organization' };
+    assertRefused(b, 'reference-resolves', `Bundle.entry[${index}].resource.contained[0].manufacturer.reference`);
+  });
+
   test('reference-resolves: #id must name a contained resource', () => {
     const b = JSON.parse(text('au-ps-basicsummary.json'));
     assert.doesNotThrow(() => validateIpsDocument(b));

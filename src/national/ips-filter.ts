@@ -13,7 +13,6 @@ import {
   BundleIndex,
   LOINC,
   REQUIRED_SECTIONS,
-  collectReferences,
   containedIdsOf,
   loincCodeOf,
   resolveReference,
@@ -132,10 +131,15 @@ export function filterIpsBySections(doc: IpsDocument, allowed: ReadonlySet<strin
       queue.push(i);
     }
   });
-  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
-    const resource = entries[next]?.resource;
-    const containedIds = containedIdsOf(resource);
-    for (const { reference } of collectReferences(resource, '')) visit(reference, next, containedIds);
+  // Every other entry is the input's own (same index, same object), so what its resource references
+  // is what validation resolved.
+  for (let next = queue.pop(); next !== undefined; next = queue.pop()) {
+    for (const target of doc.references[next] ?? []) {
+      if (!reachable.has(target)) {
+        reachable.add(target);
+        queue.push(target);
+      }
+    }
   }
 
   for (const event of composition.event ?? []) {

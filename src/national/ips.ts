@@ -69,6 +69,12 @@ export interface IpsDocument {
   readonly patient: Patient;
   /** Composition sections keyed by their LOINC code (codes are unique, see checkSectionCodesUnique). */
   readonly sectionsByCode: ReadonlyMap<string, CompositionSection>;
+  /**
+   * Per entry (by index in `bundle.entry`): the entries its resource references, contained resources
+   * included, as validation resolved them (possibly repeated). The consent filter follows these
+   * instead of walking every resource again.
+   */
+  readonly references: readonly (readonly number[])[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -130,19 +136,27 @@ export type Resolution =
 export function resolveReference(reference: string, from: number, containedIds: ReadonlySet<string>, index: BundleIndex): Resolution {
   if (reference.startsWith('#')) {
     const local = reference.slice(1);
-    return local === '' || containedIds.has(local)
-      ? { kind: 'contained' }
-      : { kind: 'unresolved', why: 'names no contained resource' };
+    return local === '' || containedIds.has(local) ? CONTAINED : NO_CONTAINED;
   }
+  return index.resolveOutside(reference, from);
+}
+
+const CONTAINED: Resolution = Object.freeze({ kind: 'contained' });
+const NO_CONTAINED: Resolution = Object.freeze({ kind: 'unresolved', why: 'names no contained resource' });
+const NOT_A_REFERENCE: Resolution = Object.freeze({ kind: 'unresolved', why: 'is not an absolute URI, Type/id or #id reference' });
+const NO_MATCH: Resolution = Object.freeze({ kind: 'unresolved', why: 'matches no entry' });
+const SEVERAL: Resolution = Object.freeze({ kind: 'unresolved', why: 'matches several entries' });
+
+/** Resolution of a reference that is not `#id`, from an entry whose RESTful base is `base` (if any). */
+function resolveAgainstEntries(reference: string, base: string | undefined, index: BundleIndex): Resolution {
   if (ABSOLUTE_URI.test(reference)) {
-    const [, base, type, id, version] = RESTFUL_URL.exec(reference) ?? [];
+    const [, restBase, type, id, version] = RESTFUL_URL.exec(reference) ?? [];
     return version === undefined
       ? byFullUrl(reference, undefined, index)
-      : byFullUrl(`${base ?? ''}${type ?? ''}/${id ?? ''}`, version, index);
+      : byFullUrl(`${restBase ?? ''}${type ?? ''}/${id ?? ''}`, version, index);
   }
   const [, type, id, version] = RELATIVE_REFERENCE.exec(reference) ?? [];
-  if (type === undefined || id === undefined) return { kind: 'unresolved', why: 'is not an absolute URI, Type/id or #id reference' };
-  const base = index.restfulBaseOf(from);
+  if (type === undefined || id === undefined) return NOT_A_REFERENCE;
   if (base !== undefined) return byFullUrl(`${base}${type}/${id}`, version, index);
   let only: number | undefined;
   let count = 0;
@@ -152,14 +166,14 @@ export function resolveReference(reference: string, from: number, containedIds: 
     count += 1;
   }
   if (count === 1 && only !== undefined) return index.resolvedTo(only);
-  return { kind: 'unresolved', why: count === 0 ? 'matches no entry' : 'matches several entries' };
+  return count === 0 ? NO_MATCH : SEVERAL;
 }
 
 function byFullUrl(fullUrl: string, version: string | undefined, index: BundleIndex): Resolution {
   for (const i of index.withFullUrl(fullUrl)) {
     if (version === undefined || index.entries[i]?.versionId === version) return index.resolvedTo(i);
   }
-  return { kind: 'unresolved', why: 'matches no entry' };
+  return NO_MATCH;
 }
 
 /** Lookup tables over a Bundle's entries, so resolution stays linear in the number of references. */
@@ -197,6 +211,27 @@ export class BundleIndex {
     return base;
   }
 
+  // Resolutions of references that are not `#id`, by the RESTful base of the entry they are found in
+  // ('' for entries without one: then resolution does not depend on the entry). A document repeats
+  // the same few references (the Patient, the author) in nearly every resource.
+  readonly #memo = new Map<string, Map<string, Resolution>>();
+
+  /** Resolution of `reference` (not `#id`) found in entry `from`; the same answer for the same input. */
+  resolveOutside(reference: string, from: number): Resolution {
+    const base = this.restfulBaseOf(from);
+    let memo = this.#memo.get(base ?? '');
+    if (memo === undefined) {
+      memo = new Map();
+      this.#memo.set(base ?? '', memo);
+    }
+    let resolved = memo.get(reference);
+    if (resolved === undefined) {
+      resolved = resolveAgainstEntries(reference, base, this);
+      memo.set(reference, resolved);
+    }
+    return resolved;
+  }
+
   /** The (shared, frozen) resolution to entry `i`. */
   resolvedTo(i: number): Resolution {
     let r = this.#resolutions.get(i);
@@ -212,38 +247,6 @@ function push(map: Map<string, number[]>, key: string, value: number): void {
   const list = map.get(key);
   if (list === undefined) map.set(key, [value]);
   else list.push(value);
-}
-
-/** Every `reference` string in `resource` (including contained resources and extensions), with its path. */
-export function collectReferences(resource: unknown, path: string): { reference: string; path: string }[] {
-  const found: { reference: string; path: string }[] = [];
-  // The path to the current node as keys and indices; turned into text only for a reference found
-  // (building a string for every node of a 50 KB document was most of this walk's cost).
-  const at: (string | number)[] = [];
-  const walk = (node: unknown): void => {
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) {
-        at.push(i);
-        walk(node[i]);
-        at.pop();
-      }
-    } else if (isObject(node)) {
-      // for-in over own keys: no keys array per object.
-      for (const key in node) {
-        if (!Object.hasOwn(node, key)) continue;
-        const value = node[key];
-        if (key === 'reference' && typeof value === 'string') {
-          found.push({ reference: value, path: `${path}${formatPath(at)}.reference` });
-        } else {
-          at.push(key);
-          walk(value);
-          at.pop();
-        }
-      }
-    }
-  };
-  walk(resource);
-  return found;
 }
 
 /** `[2].code.coding[0]` from `[2, 'code', 'coding', 0]`. */
@@ -300,6 +303,8 @@ interface Context {
   readonly entries: readonly (EntryIndex | undefined)[];
   readonly index: BundleIndex;
   readonly problems: Problem[];
+  /** References that resolve to nothing in the document, found by `walkDocument`, in document order. */
+  readonly unresolvedReferences: readonly Problem[];
 }
 
 type Rule = (ctx: Context) => void;
@@ -523,17 +528,13 @@ const checkRequiredSections: Rule = (ctx) => {
   }
 };
 
-/** R4 bundle.html#references: a document is self-contained; every reference resolves inside it. */
+/**
+ * R4 bundle.html#references: a document is self-contained; every reference resolves inside it.
+ * Resolved during the bounds walk (`walkDocument`), which passes every node once anyway; reported here,
+ * in rule order.
+ */
 const checkReferencesResolve: Rule = (ctx) => {
-  ctx.rawEntries.forEach((_, i) => {
-    const resource = resourceAt(ctx, i);
-    if (resource === undefined) return;
-    const containedIds = containedIdsOf(resource);
-    for (const { reference, path } of collectReferences(resource, `Bundle.entry[${i}].resource`)) {
-      const resolved = resolveReference(reference, i, containedIds, ctx.index);
-      if (resolved.kind === 'unresolved') report(ctx, 'reference-resolves', `reference ${resolved.why}`, path);
-    }
-  });
+  for (const problem of ctx.unresolvedReferences) ctx.problems.push(problem);
 };
 
 /** The rules, in the order they are reported. */
@@ -562,19 +563,39 @@ const RULES: readonly Rule[] = [
 // Guards that stop at once (walking further would be unsafe or meaningless)
 
 /**
- * Bounds the input before any rule walks it: depth, node count, entry count, and no prototype-reaching
- * keys (the body parser refuses those too, but documents also come from the national server).
+ * One depth-first pass over the whole document, before any rule reads it:
+ * - bounds: depth, node count, and no prototype-reaching keys (the body parser refuses those too, but
+ *   documents also come from the national server); these stop at once;
+ * - references: every `reference` string inside an entry's resource (contained resources and
+ *   extensions included) is resolved against the Bundle; those that resolve to nothing are returned
+ *   for `checkReferencesResolve`.
+ * The recursion is bounded by maxDepth. The path is one array of keys and indices, made text only
+ * for a problem, and nothing is allocated per node: this pass runs three times per summary (twice at
+ * home, once abroad), and walking the document once instead of twice, with each reference resolved
+ * once per document, is most of what validation costs (bench/README.md).
  */
-function checkBounded(input: unknown): void {
-  if (isObject(input) && Array.isArray(input['entry']) && input['entry'].length > IPS_LIMITS.maxEntries) {
-    throw invalid('bounds', `the document has more than ${IPS_LIMITS.maxEntries} entries`, 'Bundle.entry');
-  }
-  // Depth first, the recursion bounded by maxDepth. The path is one array of keys and indices, made
-  // text only for an error, and nothing is allocated per node: this walk runs three times per
-  // summary (twice at home, once abroad), and an object per node and a keys array per object were
-  // most of what validation allocated (bench/README.md).
+function walkDocument(bundle: JsonObject, index: BundleIndex): { unresolved: Problem[]; references: number[][] } {
+  const unresolved: Problem[] = [];
+  const references: number[][] = index.entries.map(() => []);
   const at: (string | number)[] = [];
   let nodes = 0;
+  // The entry whose resource is being walked, and its contained ids (read at its first `#id` reference).
+  let owner = -1;
+  let ownerResource: JsonObject | undefined;
+  let ownerContained: ReadonlySet<string> | undefined;
+  const reference = (value: string): void => {
+    let resolved: Resolution;
+    if (value.startsWith('#')) {
+      ownerContained ??= containedIdsOf(ownerResource);
+      resolved = resolveReference(value, owner, ownerContained, index);
+    } else {
+      resolved = index.resolveOutside(value, owner);
+    }
+    if (resolved.kind === 'entry') references[owner]?.push(resolved.index);
+    else if (resolved.kind === 'unresolved') {
+      unresolved.push({ rule: 'reference-resolves', what: `reference ${resolved.why}`, expression: `Bundle${formatPath(at)}.reference` });
+    }
+  };
   const visit = (node: unknown, depth: number): void => {
     nodes += 1;
     if (nodes > IPS_LIMITS.maxNodes) throw invalid('bounds', 'the document is too large', 'Bundle');
@@ -585,17 +606,33 @@ function checkBounded(input: unknown): void {
         visit(node[i], depth + 1);
         at.pop();
       }
-    } else if (isObject(node)) {
-      for (const key in node) {
-        if (!Object.hasOwn(node, key)) continue;
-        if (FORBIDDEN_KEYS.has(key)) throw invalid('forbidden-key', 'the document uses a forbidden property name', `Bundle${formatPath(at)}`);
-        at.push(key);
-        visit(node[key], depth + 1);
-        at.pop();
-      }
+      return;
+    }
+    if (!isObject(node)) return;
+    // Bundle.entry[i].resource: references are resolved from here down.
+    const entered = depth === 3 && at[0] === 'entry' && typeof at[1] === 'number' && at[2] === 'resource';
+    if (entered) {
+      owner = at[1] as number;
+      ownerResource = node;
+      ownerContained = undefined;
+    }
+    for (const key in node) {
+      if (!Object.hasOwn(node, key)) continue;
+      if (FORBIDDEN_KEYS.has(key)) throw invalid('forbidden-key', 'the document uses a forbidden property name', `Bundle${formatPath(at)}`);
+      const value = node[key];
+      if (owner >= 0 && key === 'reference' && typeof value === 'string') reference(value);
+      at.push(key);
+      visit(value, depth + 1);
+      at.pop();
+    }
+    if (entered) {
+      owner = -1;
+      ownerResource = undefined;
+      ownerContained = undefined;
     }
   };
-  visit(input, 0);
+  visit(bundle, 0);
+  return { unresolved, references };
 }
 
 function invalid(rule: string, what: string, expression: string): GatewayError {
@@ -618,10 +655,15 @@ export function validateIpsDocument(input: unknown): IpsDocument {
   if (!isObject(input) || input['resourceType'] !== 'Bundle') {
     throw invalid('bundle-resource', 'the document must be a JSON object with resourceType Bundle', 'Bundle');
   }
-  checkBounded(input);
+  if (Array.isArray(input['entry']) && input['entry'].length > IPS_LIMITS.maxEntries) {
+    throw invalid('bounds', `the document has more than ${IPS_LIMITS.maxEntries} entries`, 'Bundle.entry');
+  }
   const rawEntries = asArray(input['entry']);
+  // Reads only each entry's first levels (fullUrl, resourceType, id, meta.versionId), bounded by the
+  // entry count, so it may come before the walk that bounds the rest.
   const index = new BundleIndex(rawEntries);
-  const ctx: Context = { bundle: input, rawEntries, entries: index.entries, index, problems: [] };
+  const walked = walkDocument(input, index);
+  const ctx: Context = { bundle: input, rawEntries, entries: index.entries, index, problems: [], unresolvedReferences: walked.unresolved };
   for (const rule of RULES) rule(ctx);
 
   if (ctx.problems.length > 0) {
@@ -630,10 +672,10 @@ export function validateIpsDocument(input: unknown): IpsDocument {
     const detail = shown.map((p) => `${p.rule}: ${p.what} (${p.expression})`).join('; ') + (more > 0 ? `; and ${more} more` : '');
     throw new GatewayError('document.invalid', detail, { expression: shown.map((p) => p.expression) });
   }
-  return toIpsDocument(input);
+  return toIpsDocument(input, walked.references);
 }
 
-function toIpsDocument(input: unknown): IpsDocument {
+function toIpsDocument(input: unknown, references: readonly (readonly number[])[]): IpsDocument {
   if (!isBundle(input)) throw invalid('bundle-resource', 'the document must be a Bundle', 'Bundle');
   const entries = input.entry ?? [];
   const composition = entries[0]?.resource;
@@ -646,5 +688,5 @@ function toIpsDocument(input: unknown): IpsDocument {
     const code = loincCodeOf(section.code);
     if (code !== undefined) sectionsByCode.set(code, section);
   }
-  return { bundle: input, composition, patient, sectionsByCode };
+  return { bundle: input, composition, patient, sectionsByCode, references };
 }
