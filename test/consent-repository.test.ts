@@ -170,6 +170,37 @@ for (const adapter of testAdapters()) {
       });
     });
 
+    test('activeRecordsForPatient: the rows of activeForPatient, in its order, as a decision reads them, and no other patient\'s', async () => {
+      await withRepo(adapter, async (repo) => {
+        await store(repo, KENNETH, terms({ sections: ['48765-2'] }));
+        const revoked = await store(repo, KENNETH, terms({ sections: ['11450-4'], countries: ['FR'] }));
+        await store(repo, KENNETH, terms({ kind: 'opt-out', countries: [], roles: [], purposes: [], sections: [], period: { start: '2025-06-01' } }));
+        await store(repo, OTHER, terms());
+        await repo.revoke(patientKeyOf(KENNETH), revoked.id, NOW);
+
+        const full = await repo.activeForPatient(patientKeyOf(KENNETH));
+        const records = await repo.activeRecordsForPatient(patientKeyOf(KENNETH));
+        assert.equal(records.length, 2);
+        assert.deepEqual(
+          records,
+          full.map((c) => ({
+            id: c.id,
+            kind: c.kind,
+            status: c.status,
+            countries: c.countries,
+            roles: c.roles,
+            purposes: c.purposes,
+            sections: c.sections,
+            periodStart: c.periodStart,
+            periodEnd: c.periodEnd,
+          })),
+        );
+        const request = { country: 'ES', role: '221', purpose: 'TREAT', at: new Date('2025-06-10T00:00:00Z') } as const;
+        assert.deepEqual(decide(records, { breakGlass: 'forbidden' }, request), decide(full, { breakGlass: 'forbidden' }, request));
+        assert.deepEqual(await repo.activeRecordsForPatient(patientKeyOf({ system: CPR, value: '0000000000' })), []);
+      });
+    });
+
     test('activeForPatient keeps expired consents so the decision can say not-in-period', async () => {
       await withRepo(adapter, async (repo) => {
         await store(repo, KENNETH, terms());

@@ -62,6 +62,36 @@ const ConsentRowSchema = z.object({
   revoked_at: timestamp.nullable(),
 });
 
+/** The columns a decision reads (`ConsentRecord`): not the FHIR resource, nor its history. */
+const RECORD_COLUMNS = 'id, kind, status, countries, roles, purposes, sections, period_start, period_end';
+
+const ConsentRecordRowSchema = ConsentRowSchema.pick({
+  id: true,
+  kind: true,
+  status: true,
+  countries: true,
+  roles: true,
+  purposes: true,
+  sections: true,
+  period_start: true,
+  period_end: true,
+});
+
+function toConsentRecord(row: unknown): ConsentRecord {
+  const r = ConsentRecordRowSchema.parse(row);
+  return {
+    id: r.id,
+    kind: r.kind,
+    status: r.status,
+    countries: r.countries,
+    roles: r.roles,
+    purposes: r.purposes,
+    sections: r.sections,
+    periodStart: r.period_start,
+    periodEnd: r.period_end,
+  };
+}
+
 function toStoredConsent(row: unknown): StoredConsent {
   const r = ConsentRowSchema.parse(row);
   return {
@@ -164,6 +194,19 @@ export class ConsentRepository {
       [patientKey],
     );
     return rows.map(toStoredConsent);
+  }
+
+  /**
+   * What `activeForPatient` holds, as a decision reads it (`decide`, `permitsDiscovery`): the same rows
+   * in the same order, without the FHIR resource. Every peer request decides on these, so the
+   * resource (JSON the driver parses, and its schema) is not read for it.
+   */
+  async activeRecordsForPatient(patientKey: string): Promise<ConsentRecord[]> {
+    const { rows } = await this.#db.query(
+      `SELECT ${RECORD_COLUMNS} FROM consents WHERE patient_key = $1 AND status = 'active' ${NEWEST_FIRST}`,
+      [patientKey],
+    );
+    return rows.map(toConsentRecord);
   }
 
   /**

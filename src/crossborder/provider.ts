@@ -133,7 +133,7 @@ export function discoveryOperation(deps: ProviderDeps): PeerOperation {
         return { outcome: 'no-match', matches: [] } satisfies DiscoveryResult;
       }
       const patientKey = patientKeyOf(query.identifier);
-      const consents = await deps.consents.activeForPatient(patientKey);
+      const consents = await deps.consents.activeRecordsForPatient(patientKey);
       const purpose = purposeOf(assertion);
       const permitted = rolesOf(assertion).some((role) =>
         permitsDiscovery(consents, { breakGlass: deps.config.policy.breakGlass }, { country: ctx.country, role: role.code, purpose, at: deps.now() }),
@@ -193,7 +193,7 @@ export function summaryOperation(deps: ProviderDeps): PeerOperation {
       const audit = (input: Parameters<Auditor['record']>[0]): Promise<void> => deps.audit.record(input, { patientKey: patient.patientKey });
 
       // Read afresh on every request: a revocation a moment ago applies now (no caching).
-      const consents = await deps.consents.activeForPatient(patient.patientKey);
+      const consents = await deps.consents.activeRecordsForPatient(patient.patientKey);
       const purpose = purposeOf(assertion);
       const decision = decideForRoles(assertion, (role) =>
         decide(consents, { breakGlass: deps.config.policy.breakGlass }, { country: ctx.country, role, purpose, at, sections: parsed.data.sections }),

@@ -130,7 +130,7 @@ export function documentsOperation(deps: ReceiverDeps): PeerOperation {
       }
       const assertion = await verifyPeerHcpAssertion(d.hcp, deps.trustList(), ctx.country, submittedAt, { skewSeconds: deps.config.policy.clockSkewSeconds });
       const patient = await deps.refs.resolve(d.ref, { requesterCountry: ctx.country, hcpSubject: assertion.sub, hcpSession: assertion.jti }, submittedAt);
-      const consents = await deps.consents.activeForPatient(patient.patientKey);
+      const consents = await deps.consents.activeRecordsForPatient(patient.patientKey);
       const purpose = purposeOf(assertion);
       const allowed = rolesOf(assertion).some((role) =>
         permitsDiscovery(consents, { breakGlass: deps.config.policy.breakGlass }, { country: ctx.country, role: role.code, purpose, at: submittedAt }),
