@@ -69,6 +69,12 @@ declare module 'fastify' {
  */
 const COMPACT = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){2,4}$/;
 
+// Built once: a zod schema is an object graph, and building one per request was a third of the
+// provider's time in zod (bench/README.md, hot spots).
+const AuditFromClaim = z.number().int().nonnegative().optional();
+const AuditFromQuery = z.coerce.number().int().nonnegative().optional();
+const NonceClaim = z.string().max(128).optional();
+
 export function checkIssuerMatchesCertificate(jws: string, certificateCountryNcpId: string): void {
   // Refusal only: the unverified `iss` of a certificate-authenticated request naming another country.
   const iss = unverifiedClaim(jws, 'iss');
@@ -78,7 +84,7 @@ export function checkIssuerMatchesCertificate(jws: string, certificateCountryNcp
 export const pingOperation: PeerOperation = {
   path: '/ping',
   handle: async (ctx) => {
-    const nonce = z.string().max(128).optional().safeParse(ctx.request.claims['nonce']);
+    const nonce = NonceClaim.safeParse(ctx.request.claims['nonce']);
     if (!nonce.success) throw new GatewayError('request.invalid', 'nonce');
     return { pong: true, from: ctx.country, nonce: nonce.data ?? null };
   },
@@ -118,7 +124,7 @@ export const peerRoutes: FastifyPluginAsync<PeerRoutesOptions> = async (app: Fas
       '/audit/checkpoint',
       { schema: { hide: true } },
       async (request) => {
-        const from = z.coerce.number().int().nonnegative().optional().safeParse((request.query as Record<string, unknown> | undefined)?.['from']);
+        const from = AuditFromQuery.safeParse((request.query as Record<string, unknown> | undefined)?.['from']);
         if (!from.success) throw new GatewayError('request.invalid', 'from', { expression: ['query.from'] });
         const cp = await checkpoint(from.data);
         if (cp === undefined) throw new GatewayError('audit.proof-unavailable', 'nothing recorded yet');
@@ -156,7 +162,7 @@ export const peerRoutes: FastifyPluginAsync<PeerRoutesOptions> = async (app: Fas
       skewSeconds: opts.clockSkewSeconds,
       replay: opts.replay,
     });
-    const auditFrom = z.number().int().nonnegative().optional().safeParse(verified.claims['auditFrom']);
+    const auditFrom = AuditFromClaim.safeParse(verified.claims['auditFrom']);
     // The latest signed checkpoint does not depend on the operation (checkpoints are signed on
     // their own schedule), so it is fetched while the operation runs: one database round trip fewer
     // in sequence, and the operation's result (a whole summary) is not held across it. When the
