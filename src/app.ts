@@ -10,6 +10,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { peerRoutes, pingOperation, type PeerOperation } from './crossborder/peer-routes.js';
+import { RefusalCoalescer, refusalDescription } from './audit/refusal-coalescer.js';
 import { accessLogRoutes, checkpointForPeer } from './audit/routes.js';
 import { consentRoutes } from './consent/routes.js';
 import { consumerRoutes } from './crossborder/consumer-routes.js';
@@ -237,6 +238,9 @@ function providerOperations(deps: GatewayDeps): PeerOperation[] {
   ];
 }
 
+/** Refused TLS handshakes: sources (reason, address) tracked per window; refusals from more share one record per reason. */
+const HANDSHAKE_REFUSAL_SOURCES = 256;
+
 export async function buildPeerApp(deps: GatewayDeps): Promise<FastifyInstance> {
   const tls = deps.peerTls;
   const app = Fastify({
@@ -253,24 +257,34 @@ export async function buildPeerApp(deps: GatewayDeps): Promise<FastifyInstance> 
   await registerCommon(app, { listener: 'peer', metrics: deps.metrics });
   // A client certificate is judged once per connection (peer-tls.ts): no renegotiation may swap it.
   app.server.on('secureConnection', disableRenegotiation);
-  // Refused handshakes never reach a route: count and log them here, with the reason OpenSSL gave
-  // (certificate missing, unknown CA, expired...) and the remote address, never certificate content.
+  // Refused handshakes never reach a route: count, log and audit them here, with the reason OpenSSL
+  // gave (certificate missing, unknown CA, expired...) and the remote address, never certificate
+  // content. Anyone can cause them, so the log and the audit log get the first of each source per
+  // window (config peer.refusedHandshakeAuditSeconds) and then a count (src/audit/refusal-coalescer.ts);
+  // the metric counts every one.
+  const handshakeRefusals = new RefusalCoalescer({
+    windowMs: deps.config.peer.refusedHandshakeAuditSeconds * 1000,
+    maxSources: HANDSHAKE_REFUSAL_SOURCES,
+    write: async (refusal) => {
+      app.log.warn({ reason: refusal.reason, remoteAddress: refusal.remoteAddress, repeated: refusal.repeated }, 'peer TLS handshake refused');
+      await deps.services.audit.record({
+        kind: 'peer-auth-failure',
+        outcome: 'serious',
+        client: { id: 'unauthenticated', network: refusal.remoteAddress },
+        transactionId: randomUUID(),
+        outcomeDesc: refusalDescription('tls:', refusal),
+      });
+    },
+    onError: (err) => app.log.warn({ err }, 'could not audit a refused handshake'),
+  });
+  app.addHook('onClose', async () => handshakeRefusals.close());
   app.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     // Node verifies the client chain after the handshake and destroys the socket on failure
     // (rejectUnauthorized); the verification result is left in authorizationError.
     const raw = String(socket.authorizationError ?? err.code ?? 'UNKNOWN');
     const reason = /^[A-Z0-9_]{1,64}$/.test(raw) ? raw : 'UNKNOWN';
     deps.metrics.peerTlsRefusals.inc({ reason });
-    app.log.warn({ reason, remoteAddress: socket.remoteAddress }, 'peer TLS handshake refused');
-    deps.services.audit
-      .record({
-        kind: 'peer-auth-failure',
-        outcome: 'serious',
-        client: { id: 'unauthenticated', network: socket.remoteAddress ?? 'unknown' },
-        transactionId: randomUUID(),
-        outcomeDesc: `tls:${reason}`,
-      })
-      .catch((err: unknown) => app.log.warn({ err }, 'could not audit a refused handshake'));
+    handshakeRefusals.refuse(reason, socket.remoteAddress ?? 'unknown');
   });
   app.get('/health/live', { schema: { hide: true } }, async () => ({ status: 'live' }));
   await app.register(jwksRoutes, { keys: deps.keys });

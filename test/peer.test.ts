@@ -7,8 +7,8 @@ import { createHmac, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect as connectTls } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
+import { connect as connectTls } from 'node:tls';
 import { Agent, request } from 'undici';
 import { z } from 'zod';
 import { writeSandboxTrustList } from '../sandbox/trust-list.js';
@@ -20,16 +20,12 @@ import { initPki, issueTlsCertificate } from '../src/trust/pki.js';
 import type { TrustList } from '../src/trust/trust-list.js';
 import { createTestDeployment, type TestDeployment } from './helpers/deployment.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { handshakeError, type ClientTls } from './helpers/tls.js';
 
 type Running = Awaited<ReturnType<typeof startTestGateway>>;
 
 const PongSchema = z.object({ pong: z.literal(true), from: z.string(), nonce: z.string().nullable() });
 
-interface ClientTls {
-  cert?: Buffer | string;
-  key?: Buffer | string;
-  ca: Buffer | string;
-}
 
 /** A bare HTTPS POST with whatever client certificate the test chooses (no pinning, no envelope logic). */
 async function rawPost(url: string, body: string, tls: ClientTls): Promise<{ status: number; code: string | undefined; body: string }> {
@@ -47,35 +43,6 @@ async function rawPost(url: string, body: string, tls: ClientTls): Promise<{ sta
   } finally {
     await agent.close();
   }
-}
-
-/**
- * Connects with node:tls and sends a request; resolves with the TLS alert code the server answered
- * (in TLS 1.3 the client learns of a refused certificate only on its first read).
- */
-function handshakeError(url: string, tlsOpts: ClientTls): Promise<string> {
-  const u = new URL(url);
-  return new Promise((resolveCode, reject) => {
-    const socket = connectTls({ host: u.hostname, port: Number(u.port), servername: 'localhost', rejectUnauthorized: true, ...tlsOpts });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error('no TLS refusal within 5 s'));
-    }, 5000);
-    socket.once('secureConnect', () => socket.write(`POST ${u.pathname} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n`));
-    socket.once('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      resolveCode(e.code ?? e.message);
-    });
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolveCode('closed-without-alert');
-    });
-    socket.once('data', (d: Buffer) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(new Error(`server answered instead of refusing: ${d.toString().slice(0, 80)}`));
-    });
-  });
 }
 
 function b64url(v: unknown): string {

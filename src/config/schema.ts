@@ -52,6 +52,15 @@ export const ConfigSchema = z
           })
           .strict()
           .describe('Mutual TLS material for the peer listener and the peer client'),
+        refusedHandshakeAuditSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(3600)
+          .default(60)
+          .describe(
+            'Refused TLS handshakes (anyone can cause them): the first from each source is audited at once, the rest of this window as one record with their count (the metric counts each)',
+          ),
       })
       .strict()
       .describe('Peer gateway API listener (/ncp/v1), mutual TLS only'),
