@@ -55,7 +55,18 @@ export interface OnCpuSummary {
   readonly byOwner: OnCpuShare[];
   /** Our functions (src/) with the largest shares, after the attribution above. */
   readonly ours: OnCpuShare[];
+  /**
+   * Samples with one of the envelope's operations anywhere on the stack (inclusive: its OpenSSL,
+   * JSON and base64 work included): the envelope's CPU measured inside the gateway, under the same
+   * load as everything else, so its ratio to the whole does not depend on how fast the machine was
+   * when step 2 ran. Background threads (GC, JIT) are in the whole only.
+   */
+  readonly envelopeSamples: number;
+  readonly envelopePct: number;
 }
+
+/** The envelope's four operations (src/crossborder/envelope.ts), as perf names their JavaScript frames. */
+const ENVELOPE_FRAME = /^JS:[*^~]?(sealResponse|openResponseSigned|signRequest|verifyRequest) /;
 
 type Frame = { readonly sym: string; readonly dso: string };
 
@@ -98,7 +109,9 @@ export function parseStacks(text: string): Frame[][] {
 export function summariseStacks(stacks: readonly Frame[][]): OnCpuSummary {
   const owners = new Map<string, number>();
   const ours = new Map<string, number>();
+  let envelopeSamples = 0;
   for (const stack of stacks) {
+    if (stack.some((f) => ENVELOPE_FRAME.test(f.sym))) envelopeSamples += 1;
     let owner = 'other native (malloc, V8 runtime) with no JavaScript caller';
     for (const frame of stack) {
       const o = frameOwner(frame);
@@ -118,7 +131,7 @@ export function summariseStacks(stacks: readonly Frame[][]): OnCpuSummary {
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
       .map(([what, count]) => ({ what, pct: round((100 * count) / n, 1) }));
-  return { samples: stacks.length, byOwner: shares(owners, 16), ours: shares(ours, 12) };
+  return { samples: stacks.length, byOwner: shares(owners, 16), ours: shares(ours, 12), envelopeSamples, envelopePct: round((100 * envelopeSamples) / n, 1) };
 }
 
 /** Reads a perf.data file (and removes it, with the process's perf map). */
