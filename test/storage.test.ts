@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -326,6 +327,43 @@ describe('pg adapter connection failures', () => {
       assert.deepEqual(rows, [{ one: 1 }]);
     } finally {
       await db.close();
+      await admin.close();
+    }
+  });
+
+  test('a statement that outlives statement_timeout is storage.unavailable, and the pool goes on', { skip: url === undefined && 'DATABASE_URL not set' }, async () => {
+    const db = createPgDb({ connectionString: url ?? '', max: 1, statementTimeoutMillis: 200 });
+    try {
+      await assert.rejects(db.query('SELECT pg_sleep(2)'), isStorageUnavailable);
+      await assert.rejects(
+        db.transaction(async (tx) => {
+          await tx.query('SELECT pg_sleep(2)');
+        }),
+        isStorageUnavailable,
+      );
+      const { rows } = await db.query<{ one: number }>('SELECT 1 AS one');
+      assert.deepEqual(rows, [{ one: 1 }]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  test('migrations are exempt from statement_timeout (a long one, or the wait for another replica\'s)', { skip: url === undefined && 'DATABASE_URL not set' }, async () => {
+    const schema = `t_${randomBytes(8).toString('hex')}`;
+    const admin = createPgDb({ connectionString: url ?? '', max: 1 });
+    await admin.query(`CREATE SCHEMA ${schema}`);
+    const db = createPgDb({ connectionString: urlWithSearchPath(url ?? '', schema), max: 2, statementTimeoutMillis: 200 });
+    try {
+      await withTmpDir(async (dir) => {
+        await writeFile(join(dir, '001_slow.sql'), 'SELECT pg_sleep(0.5);\nCREATE TABLE slow_done (id int);\n');
+        const report = await runMigrations(db, dir);
+        assert.deepEqual(report.applied, ['001_slow.sql']);
+      });
+      // Outside the migration the timeout holds.
+      await assert.rejects(db.query('SELECT pg_sleep(0.5)'), isStorageUnavailable);
+    } finally {
+      await db.close();
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       await admin.close();
     }
   });

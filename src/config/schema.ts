@@ -77,6 +77,15 @@ export const ConfigSchema = z
           .default('memory://')
           .describe('PGlite data directory when no url is given; "memory://" keeps data in memory'),
         poolMax: z.number().int().min(1).max(200).default(10).describe('pg pool size'),
+        statementTimeoutMs: z
+          .number()
+          .int()
+          .min(0)
+          .max(600_000)
+          .default(15_000)
+          .describe(
+            'PostgreSQL statement_timeout for every connection of the pool (0: none): a statement stuck on a lock fails, and its request with it, instead of holding a connection and its caller; migrations are exempt',
+          ),
       })
       .strict()
       .prefault({}),

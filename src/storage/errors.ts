@@ -24,9 +24,11 @@ const NETWORK_CODES = new Set([
 /**
  * SQLSTATEs outside class 08 that still mean "this connection is gone or cannot be had"
  * (PostgreSQL appendix A): admin_shutdown, crash_shutdown, cannot_connect_now (starting up or in
- * recovery), too_many_connections.
+ * recovery), too_many_connections; and query_canceled, which is what a statement gets when it
+ * outlives `statement_timeout` (config database.statementTimeoutMs: stuck behind a lock, a server
+ * overloaded) or an operator cancels it: the statement did nothing, and a retry may succeed.
  */
-const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '57014']);
 
 /** node-postgres reports these without a code; matched on its (stable) messages. */
 const UNAVAILABLE_MESSAGES = [

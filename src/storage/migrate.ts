@@ -82,6 +82,9 @@ interface AppliedRow {
 }
 
 async function takeLock(tx: Queryable): Promise<void> {
+  // A migration (or the wait for another replica's) may rightly take longer than the statement
+  // timeout the gateway sets for its requests (config database.statementTimeoutMs).
+  await tx.query('SET LOCAL statement_timeout = 0');
   await tx.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
 }
 

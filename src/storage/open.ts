@@ -42,7 +42,10 @@ export function openConfiguredDb(config: Readonly<Config>, log?: StorageLog): Pr
     databaseUrl: config.database.url,
     dataDir: config.database.url === undefined ? config.database.dataDir : undefined,
     production: process.env.NODE_ENV === 'production',
-    pool: { max: config.database.poolMax },
+    pool: {
+      max: config.database.poolMax,
+      ...(config.database.statementTimeoutMs === 0 ? {} : { statementTimeoutMillis: config.database.statementTimeoutMs }),
+    },
     log,
   });
 }
