@@ -77,8 +77,8 @@ const ConsentRecordRowSchema = ConsentRowSchema.pick({
   period_end: true,
 });
 
-function toConsentRecord(row: unknown): ConsentRecord {
-  const r = ConsentRecordRowSchema.parse(row);
+/** The decision's view of a row; a full row has these columns too. */
+function recordOf(r: z.output<typeof ConsentRecordRowSchema>): ConsentRecord {
   return {
     id: r.id,
     kind: r.kind,
@@ -92,23 +92,13 @@ function toConsentRecord(row: unknown): ConsentRecord {
   };
 }
 
+function toConsentRecord(row: unknown): ConsentRecord {
+  return recordOf(ConsentRecordRowSchema.parse(row));
+}
+
 function toStoredConsent(row: unknown): StoredConsent {
   const r = ConsentRowSchema.parse(row);
-  return {
-    id: r.id,
-    patientKey: r.patient_key,
-    kind: r.kind,
-    status: r.status,
-    countries: r.countries,
-    roles: r.roles,
-    purposes: r.purposes,
-    sections: r.sections,
-    periodStart: r.period_start,
-    periodEnd: r.period_end,
-    resource: r.resource,
-    createdAt: r.created_at,
-    revokedAt: r.revoked_at,
-  };
+  return { ...recordOf(r), patientKey: r.patient_key, resource: r.resource, createdAt: r.created_at, revokedAt: r.revoked_at };
 }
 
 const COLUMNS =
